@@ -14,7 +14,9 @@ but still rescales all D of them.
 
 Deviations from the textbook form, all deliberate:
 - Both compute in at least float32 and return the input's dtype (half-precision x^2 overflows
-  at |x| > 256), as LLaMA's reference code does for RMSNorm.
+  at |x| > 256). LLaMA's reference code does the same for RMSNorm but casts back *before*
+  multiplying by the weight; here the weight is applied in float32 too, so half-precision outputs
+  can differ from LLaMA's in the last bit.
 - RMSNorm puts eps inside the square root, as `torch.nn.RMSNorm`, T5 and LLaMA do; the RMSNorm
   paper's own code adds eps to the RMS instead (`x / (rms + eps)`, eps = 1e-8). The two differ
   only when mean(x^2) is comparable to eps; chapter 3 shows where.
@@ -71,9 +73,9 @@ def layer_norm(x, weight=None, bias=None, eps: float = 1e-5) -> torch.Tensor:
     """
     _check_affine(x, weight, bias, "layer_norm")
     h = x.to(_compute_dtype(x))
-    mean = h.mean(dim=-1, keepdim=True)  # (..., D) -> (..., 1)
-    var = (h - mean).pow(2).mean(dim=-1, keepdim=True)  # biased: divide by D, not D - 1
-    out = (h - mean) * torch.rsqrt(var + eps)  # eps inside the root keeps 1/sqrt finite
+    centred = h - h.mean(dim=-1, keepdim=True)  # (..., D) - (..., 1) -> (..., D)
+    var = centred.pow(2).mean(dim=-1, keepdim=True)  # (..., D) -> (..., 1); biased: divide by D, not D - 1
+    out = centred * torch.rsqrt(var + eps)  # eps inside the root keeps 1/sqrt finite
     if weight is not None:
         out = out * weight
     if bias is not None:
