@@ -237,3 +237,20 @@ def test_checker_explains_a_non_callable_and_a_non_tensor():
         checks.layer_norm(None)
     with pytest.raises(CheckFailed, match="returned a list"):
         checks.masked_mean(lambda x, m: [1, 2])
+
+
+@pytest.mark.parametrize("name", sorted(RIGHT) + ["rms_norm_module"])
+def test_tracebacks_hide_the_checker_so_the_reference_is_never_shown(name):
+    """IPython skips frames whose locals set __tracebackhide__: the learner sees only their own code."""
+    wrong = WRONG.get(name, [(lambda *a, **k: 1 / 0, "")])[0][0]
+    for answer in (stub, wrong):
+        with pytest.raises((NotImplementedError, CheckFailed)) as info:
+            getattr(checks, name)(answer)
+        tb = info.value.__traceback__
+        checker_frames = 0
+        while tb is not None:
+            if "tinycore/checks" in tb.tb_frame.f_code.co_filename.replace("\\", "/"):
+                checker_frames += 1
+                assert tb.tb_frame.f_locals.get("__tracebackhide__") is True, tb.tb_frame.f_code.co_name
+            tb = tb.tb_next
+        assert checker_frames >= 1

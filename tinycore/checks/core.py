@@ -7,7 +7,8 @@ differs (the input, the shapes, the worst error) and a hint, never the solution.
 learner's output matches a known mistake (a "diagnosis"), the hint names that mistake.
 
 A stub's `NotImplementedError` passes through untouched: that is the error the committed notebook
-shows under each unsolved exercise.
+shows under each unsolved exercise. Every checker frame sets `__tracebackhide__`, so IPython (and
+pytest) show the learner their own code in a traceback, never the reference it is compared with.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def describe(value) -> str:
 
 def call_learner(fn: Callable, name: str, case: Case, hint: str = ""):
     """Run the learner's `fn` on one case, turning any error but NotImplementedError into advice."""
+    __tracebackhide__ = True
     try:
         return fn(*case.args, **case.kwargs)
     except NotImplementedError:
@@ -77,6 +79,7 @@ def compare(
     what: str = "output",
 ) -> None:
     """Raise CheckFailed unless `got` is a tensor like `want` (type, shape, dtype, values)."""
+    __tracebackhide__ = True
     where = f"\n  on input: {case.label}"
     if not isinstance(got, torch.Tensor):
         raise CheckFailed(f"{name} returned {describe(got)}; it should return a torch.Tensor{where}")
@@ -139,6 +142,7 @@ def check_function(
     arg_names: Sequence[str] = (),
 ) -> None:
     """Compare `fn` with `reference` on every case (and their gradients if `grad`); print success."""
+    __tracebackhide__ = True
     if not callable(fn):
         raise CheckFailed(f"pass your function itself to the checker, e.g. checks.{name}({name}); got {describe(fn)}")
     for case in cases:
@@ -152,6 +156,7 @@ def check_function(
 
 
 def _compare_grads(name, got, want, learner_args, ref_args, case, rtol, atol, arg_names) -> None:
+    __tracebackhide__ = True
     if got.grad_fn is None:
         raise CheckFailed(
             f"{name}'s output is not connected to its inputs in autograd, so nothing could be trained through it"

@@ -42,6 +42,7 @@ def _ln(x, w=None, b=None, eps=1e-5):
 
 def layer_norm(fn) -> None:
     """fn(x (..., D), weight (D,), bias (D,), eps=1e-5) -> (..., D), against F.layer_norm."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
     check_function(
         "layer_norm", fn, _ln, _affine_cases(20), grad=True, arg_names=("x", "weight", "bias"),
         hint="normalise each row over its last axis: subtract the mean, divide by sqrt(variance + eps), then scale and shift.",
@@ -70,6 +71,7 @@ def _bn(x, eps=1e-5):
 
 def batch_norm(fn) -> None:
     """fn(x (B, T, D), eps=1e-5) -> (B, T, D): training-mode BatchNorm, no affine, stats over B and T."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
     gen = torch.Generator().manual_seed(21)
     cases = [Case((_x(gen, s, sc, off),), _label(s, sc, off)) for s, sc, off in
              [((4, 3, 8), 1.0, 0.0), ((2, 6, 5), 1e-3, 0.0), ((8, 1, 3), 1.0, 3.0)]]
@@ -98,6 +100,7 @@ def _ln_backward(x, grad_out, eps=1e-5):
 
 def layer_norm_backward(fn) -> None:
     """fn(x (..., D), grad_out (..., D), eps=1e-5) -> grad_x (..., D) for LayerNorm without affine."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
     gen = torch.Generator().manual_seed(22)
     cases = [
         Case((_x(gen, s, sc, off), torch.randn(s, generator=gen)), _label(s, sc, off, ", grad_out ~1"))
@@ -133,6 +136,7 @@ def _rms(x, w=None, eps=1e-5):
 
 def rms_norm(fn) -> None:
     """fn(x (..., D), weight (D,), eps=1e-5) -> (..., D), against F.rms_norm, float16 included."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
     gen = torch.Generator().manual_seed(30)
     cases = [Case(c.args[:2], c.label.replace(" and bias", "")) for c in _affine_cases(31)]
     x16 = _x(gen, (3, 16), 1e3, 0.0, torch.float16)
@@ -164,6 +168,7 @@ def _partial_reference(x, w, p, eps=1e-5):
 
 def partial_rms_norm(fn) -> None:
     """fn(x (..., D), weight (D,), p, eps=1e-5) -> (..., D): RMS from the first floor(p * D) features."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
     gen = torch.Generator().manual_seed(32)
     cases = []
     for shape, p in [((4, 16), 0.25), ((2, 3, 10), 0.35), ((5, 33), 0.5), ((3, 8), 1.0)]:
@@ -191,6 +196,7 @@ def partial_rms_norm(fn) -> None:
 
 def rms_norm_module(cls) -> None:
     """cls(d_model, eps=1e-5) -> an nn.Module with a `weight` (D,) of ones, equal to nn.RMSNorm."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
     name = "rms_norm_module"
     d, eps = 12, 1e-6
     label = f"{cls.__name__ if isinstance(cls, type) else cls}({d}, eps={eps})"

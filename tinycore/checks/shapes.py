@@ -15,6 +15,7 @@ def _randn(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tenso
 
 def pairwise_sq_dists(fn) -> None:
     """fn(x (N, D), y (M, D)) -> (N, M) with out[i, j] = ||x[i] - y[j]||^2."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
     gen = torch.Generator().manual_seed(0)
     cases = [
         Case((_randn(gen, n, d, scale=s), _randn(gen, m, d, scale=s)), f"x ({n}, {d}), y ({m}, {d}), values ~{s:g}")
@@ -39,6 +40,7 @@ def pairwise_sq_dists(fn) -> None:
 
 def last_token(fn) -> None:
     """fn(x (B, T, D), lengths (B,) long) -> (B, D): the last real (non-padding) position of each row."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
     gen = torch.Generator().manual_seed(1)
     cases = []
     for b, t, d in [(4, 6, 3), (1, 5, 2), (3, 9, 8)]:
@@ -65,6 +67,7 @@ def last_token(fn) -> None:
 
 def masked_mean(fn) -> None:
     """fn(x (B, T, D), mask (B, T) bool, True = real token) -> (B, D): the mean over real tokens."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
     gen = torch.Generator().manual_seed(2)
     cases = []
     for b, t, d in [(3, 5, 4), (2, 7, 1), (4, 3, 6)]:

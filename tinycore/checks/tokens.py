@@ -12,6 +12,7 @@ __all__ = ["one_hot_embed", "count_bigrams", "cross_entropy"]
 
 def one_hot_embed(fn) -> None:
     """fn(token_ids (B, T) long, weight (V, D)) -> (B, T, D), computed as one_hot(ids) @ weight."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
     gen = torch.Generator().manual_seed(10)
     cases = []
     for b, t, v, d in [(2, 5, 7, 3), (1, 1, 4, 4), (3, 4, 65, 16)]:  # (4, 4): a square table
@@ -31,6 +32,7 @@ def one_hot_embed(fn) -> None:
 
 def count_bigrams(fn) -> None:
     """fn(token_ids (N,) long, vocab_size) -> (V, V) long, counts[i, j] = #times j follows i."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
     gen = torch.Generator().manual_seed(11)
     cases = []
     for n, v in [(12, 4), (2, 3), (200, 10)]:
@@ -58,6 +60,7 @@ def count_bigrams(fn) -> None:
 
 def cross_entropy(fn) -> None:
     """fn(logits (B, T, V), targets (B, T) long) -> scalar: mean negative log-likelihood in nats."""
+    __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
     gen = torch.Generator().manual_seed(12)
     cases = []
     for b, t, v, s in [(2, 3, 5, 1.0), (1, 4, 65, 3.0), (3, 2, 7, 100.0)]:
