@@ -8,12 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from checker_harness import (
+    assert_accepts, assert_rejects, assert_stub_passes_through, assert_tracebacks_hide_the_checker,
+)
 from tinycore import checks
 from tinycore.checks import CheckFailed
-
-
-def stub(*args, **kwargs):
-    raise NotImplementedError("Exercise: implement it")
 
 
 # ---------- correct answers, written independently of the checkers' references ----------
@@ -171,24 +170,18 @@ RIGHT = {
 
 @pytest.mark.parametrize("name", sorted(RIGHT))
 def test_checker_accepts_a_correct_answer(name, capsys):
-    getattr(checks, name)(RIGHT[name])
-    out = capsys.readouterr().out
-    assert out.startswith(f"✅ {name}: correct on all") and out.count("\n") == 1
+    assert_accepts(name, RIGHT[name], capsys)
 
 
 @pytest.mark.parametrize("name", sorted(RIGHT) + ["rms_norm_module"])
 def test_checker_lets_the_stubs_not_implemented_error_through(name):
-    with pytest.raises(NotImplementedError, match="Exercise"):
-        getattr(checks, name)(stub)
+    assert_stub_passes_through(name)
 
 
 @pytest.mark.parametrize("name, index", [(n, i) for n, wrongs in WRONG.items() for i in range(len(wrongs))])
 def test_checker_rejects_a_plausible_wrong_answer(name, index):
     wrong, phrase = WRONG[name][index]
-    with pytest.raises(CheckFailed) as info:
-        getattr(checks, name)(wrong)
-    message = str(info.value)
-    assert phrase in message, message
+    message = assert_rejects(name, wrong, phrase)
     assert "on input:" in message or "parameters" in message
 
 
@@ -241,16 +234,4 @@ def test_checker_explains_a_non_callable_and_a_non_tensor():
 
 @pytest.mark.parametrize("name", sorted(RIGHT) + ["rms_norm_module"])
 def test_tracebacks_hide_the_checker_so_the_reference_is_never_shown(name):
-    """IPython skips frames whose locals set __tracebackhide__: the learner sees only their own code."""
-    wrong = WRONG.get(name, [(lambda *a, **k: 1 / 0, "")])[0][0]
-    for answer in (stub, wrong):
-        with pytest.raises((NotImplementedError, CheckFailed)) as info:
-            getattr(checks, name)(answer)
-        tb = info.value.__traceback__
-        checker_frames = 0
-        while tb is not None:
-            if "tinycore/checks" in tb.tb_frame.f_code.co_filename.replace("\\", "/"):
-                checker_frames += 1
-                assert tb.tb_frame.f_locals.get("__tracebackhide__") is True, tb.tb_frame.f_code.co_name
-            tb = tb.tb_next
-        assert checker_frames >= 1
+    assert_tracebacks_hide_the_checker(name, WRONG.get(name, [(lambda *a, **k: 1 / 0, "")])[0][0])

@@ -8,10 +8,20 @@ Every public class and function is importable from here, e.g. ``from tinycore im
 """
 
 from . import checks, plotting
+from .activations import gelu, silu, softmax
+from .attention import (
+    MultiHeadAttention, MultiHeadCrossAttention, MultiHeadSelfAttention, attention_weights, causal_mask,
+    merge_heads, scaled_dot_product_attention, split_heads,
+)
 from .bigram import BigramLM, bigram_counts, count_model_loss
+from .ffn import FeedForward, SwiGLU, swiglu_hidden_size
 from .data import TINY_SHAKESPEARE_SHA256, CharTokenizer, get_batch, load_tiny_shakespeare, train_val_split
 from .layers import Embedding, Linear, check_token_ids
 from .norms import LayerNorm, RMSNorm, layer_norm, partial_size, rms_norm
+from .positions import (
+    LearnedPositionalEmbedding, RelativePositionBias, RotaryEmbedding, alibi_bias, alibi_slopes,
+    half_split_permutation, sinusoidal_positions,
+)
 from .selftest import self_test
 from .utils import check_shape, count_parameters, device_report, get_device, set_seed
 
@@ -19,6 +29,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "checks", "plotting",
+    "gelu", "silu", "softmax",
+    "MultiHeadAttention", "MultiHeadCrossAttention", "MultiHeadSelfAttention", "attention_weights", "causal_mask",
+    "merge_heads", "scaled_dot_product_attention", "split_heads",
+    "FeedForward", "SwiGLU", "swiglu_hidden_size",
+    "LearnedPositionalEmbedding", "RelativePositionBias", "RotaryEmbedding", "alibi_bias", "alibi_slopes",
+    "half_split_permutation", "sinusoidal_positions",
     "BigramLM", "bigram_counts", "count_model_loss",
     "TINY_SHAKESPEARE_SHA256", "CharTokenizer", "get_batch", "load_tiny_shakespeare", "train_val_split",
     "Embedding", "Linear", "check_token_ids",

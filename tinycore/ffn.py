@@ -1,0 +1,62 @@
+"""The position-wise feed-forward network: the same two-layer MLP applied to every token.
+
+FeedForward (Vaswani et al., 2017, with GELU as in GPT and BERT):
+
+    FFN(x) = w2(gelu(w1 x)),   w1: (F, D), w2: (D, F), usually F = 4D
+
+SwiGLU (Shazeer, 2020), as in LLaMA:
+
+    SwiGLU(x) = w2(silu(w1 x) * w3 x),   w1 (gate), w3 (up): (F, D), w2 (down): (D, F)
+
+SwiGLU has three matrices instead of two, so at the same parameter count its hidden width is
+2/3 of the GELU network's: F = 8D/3 instead of 4D (`swiglu_hidden_size`).
+
+Deviations from the papers: no biases (as in LLaMA and PaLM); the original transformer used ReLU.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .activations import gelu, silu
+from .layers import Linear
+
+__all__ = ["FeedForward", "SwiGLU", "swiglu_hidden_size"]
+
+
+def swiglu_hidden_size(d_model: int, multiple_of: int = 1) -> int:
+    """The SwiGLU width with the parameters of a 4*D GELU FFN: 8D/3, rounded up to `multiple_of`."""
+    hidden = int(8 * d_model / 3)
+    return multiple_of * -(-hidden // multiple_of)
+
+
+class FeedForward(nn.Module):
+    """w2(gelu(w1 x)), applied independently at every position.
+
+    Shapes: x (..., D) -> (..., D)
+    """
+
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
+        super().__init__()
+        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)  # (F, D): up
+        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)  # (D, F): down
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(gelu(self.w1(x)))  # (..., D) -> (..., F) -> (..., D)
+
+
+class SwiGLU(nn.Module):
+    """w2(silu(w1 x) * w3 x): a gated FFN; w1 is the gate, w3 the up projection, w2 the down.
+
+    Shapes: x (..., D) -> (..., D)
+    """
+
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
+        super().__init__()
+        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)  # (F, D): gate, goes through SiLU
+        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)  # (D, F): down
+        self.w3 = Linear(d_model, d_ff, device=device, dtype=dtype)  # (F, D): up
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(silu(self.w1(x)) * self.w3(x))  # (..., D) -> 2 x (..., F) -> (..., D)
