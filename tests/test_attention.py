@@ -132,8 +132,9 @@ def test_self_attention_matches_nn_multihead_attention(fused, causal, gen):
     ours_grads = torch.autograd.grad(out, [x, ours.q_proj.weight, ours.output_proj.weight], g)
     ref_grads = torch.autograd.grad(ref, [x, mha.in_proj_weight, mha.out_proj.weight], g)
     torch.testing.assert_close(ours_grads[0], ref_grads[0], rtol=1e-5, atol=ATOL)
-    torch.testing.assert_close(ours_grads[1], ref_grads[1][:24], rtol=1e-5, atol=ATOL)
-    torch.testing.assert_close(ours_grads[2], ref_grads[2], rtol=1e-5, atol=ATOL)
+    # weight gradients sum B * T outer products, so float32 accumulation order shows at ~1e-6: allow 1e-5
+    torch.testing.assert_close(ours_grads[1], ref_grads[1][:24], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours_grads[2], ref_grads[2], rtol=1e-5, atol=1e-5)
 
 
 def test_cross_attention_matches_nn_multihead_attention_with_kdim(gen):

@@ -103,7 +103,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, bias=None, fused: bool = Fa
         safe = mask | ~any_allowed  # let a fully masked row see everything; its output is zeroed below
         attn_mask = safe if bias is None else bias.masked_fill(~safe, float("-inf"))
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (..., Tq, Dv)
-    return out if any_allowed is None else out * any_allowed
+    return out if any_allowed is None else out.masked_fill(~any_allowed, 0.0)
 
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:

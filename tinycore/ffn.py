@@ -26,7 +26,8 @@ __all__ = ["FeedForward", "SwiGLU", "swiglu_hidden_size"]
 
 
 def swiglu_hidden_size(d_model: int, multiple_of: int = 1) -> int:
-    """The SwiGLU width with the parameters of a 4*D GELU FFN: 8D/3, rounded up to `multiple_of`."""
+    """The SwiGLU width with about the parameters of a 4*D GELU FFN: int(8D/3), truncated as in
+    LLaMA's code, then rounded up to a multiple of `multiple_of`."""
     hidden = int(8 * d_model / 3)
     return multiple_of * -(-hidden // multiple_of)
 

@@ -4,7 +4,7 @@
   PE[t, 2i] = sin(t / base^(2i/D)), PE[t, 2i+1] = cos(t / base^(2i/D)); or a learned table (GPT).
 - Relative, added to the attention scores: a learned bias per head and clipped offset j - i
   (after Shaw et al., 2018, and T5 without its log buckets); ALiBi's fixed linear penalty
-  -m_h * |i - j| with head slopes m_h = 2^(-8h/H) (Press et al., 2022).
+  -m_h * |i - j| with head slopes m_h = 2^(-8h/H) for heads h = 1..H (Press et al., 2022).
 - Rotary (RoPE, Su et al., 2021): rotate each pair (x[2i], x[2i+1]) of a query or key by the
   angle t * theta^(-2i/d_k), so that q_m . k_n depends on the positions only through m - n.
 
@@ -102,14 +102,15 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
     return torch.tensor(powers(lower) + powers(2 * lower)[0::2][: num_heads - lower])
 
 
-def alibi_bias(num_heads: int, t_q: int, t_k: int | None = None, device=None) -> torch.Tensor:
+def alibi_bias(num_heads: int, t_q: int, t_k: int | None = None, device=None, dtype=None) -> torch.Tensor:
     """-m_h * |i - j|: a penalty growing linearly with distance, steeper for some heads than others.
 
     Shapes: -> (H, Tq, Tk)
     """
     t_k = t_q if t_k is None else t_k
     distance = _offsets(t_q, t_k, device).abs()  # (Tq, Tk)
-    return -alibi_slopes(num_heads).to(device)[:, None, None] * distance  # (H, 1, 1) * (Tq, Tk) -> (H, Tq, Tk)
+    slopes = alibi_slopes(num_heads).to(device=device, dtype=dtype or torch.get_default_dtype())  # (H,)
+    return -slopes[:, None, None] * distance  # (H, 1, 1) * (Tq, Tk) -> (H, Tq, Tk)
 
 
 class RotaryEmbedding(nn.Module):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["CheckFailed", "Case", "Diagnosis", "check_function", "call_learner", "compare", "passed"]
+__all__ = ["CheckFailed", "Case", "Diagnosis", "check_function", "call_learner", "compare", "compare_grads", "passed"]
 
 
 class CheckFailed(AssertionError):
@@ -151,11 +151,11 @@ def check_function(
         got = call_learner(fn, name, Case(learner_args, case.label, case.kwargs), hint)
         compare(name, got, want, case, rtol=rtol, atol=atol, hint=hint, diagnoses=diagnoses)
         if grad:
-            _compare_grads(name, got, want, learner_args, ref_args, case, rtol, atol, arg_names)
+            compare_grads(name, got, want, learner_args, ref_args, case, rtol, atol, arg_names)
     passed(name, len(cases), grad)
 
 
-def _compare_grads(name, got, want, learner_args, ref_args, case, rtol, atol, arg_names) -> None:
+def compare_grads(name, got, want, learner_args, ref_args, case, rtol, atol, arg_names) -> None:
     __tracebackhide__ = True
     if got.grad_fn is None:
         raise CheckFailed(
