@@ -6,7 +6,8 @@
 Runs in the pinned environment (requirements.txt) with two threads and the kernel started afresh
 for each notebook, stores widget state (so the static book can show widgets), and prints each
 chapter's run time. Cells tagged `raises-exception` may raise; any other error stops the refresh.
-CI then re-executes every chapter with nbval and fails on any output that differs.
+CI then re-executes every chapter with nbval and fails on any output that differs. Figures of
+cells tagged `gallery` are copied to book/images/gallery/ (scripts/gallery.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
 
 import nbformat  # noqa: E402  (after the environment is fixed for the kernels we start)
 from nbclient import NotebookClient  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import gallery  # noqa: E402
 
 
 def refresh(path: Path, timeout: int = 300) -> float:
@@ -59,6 +63,7 @@ def main() -> int:
     for path in paths:
         seconds = refresh(path)
         print(f"{path.name}: {seconds:.1f} s", flush=True)
+    gallery.main()  # the introduction's gallery shows figures from the refreshed outputs
     return 0
 
 

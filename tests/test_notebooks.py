@@ -103,3 +103,18 @@ def test_notebook_hygiene(path):
     headings = [line for c in nb["cells"] if c["cell_type"] == "markdown" for line in source(c).splitlines() if line.startswith("# ")]
     assert len(headings) == 1, f"one H1 title per chapter, found {headings}"
     assert "{cite" in "".join(source(c) for c in nb["cells"]), "a chapter cites its references"
+
+
+def test_the_introductions_gallery_shows_current_figures():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import gallery
+
+    figures = gallery.gallery_figures()
+    assert len(figures) >= 4, "tag one figure cell per chapter with `gallery`"
+    intro = (ROOT / "book" / "intro.md").read_text()
+    for stem, png in figures.items():
+        path = ROOT / "book" / "images" / "gallery" / f"{stem}.png"
+        assert path.exists() and path.read_bytes() == png, f"run scripts/gallery.py ({stem} is stale)"
+        assert f"images/gallery/{stem}.png" in intro, f"{stem}'s figure is not in the gallery"
