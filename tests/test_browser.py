@@ -255,3 +255,19 @@ def test_page_in_browser(visit, page_name):
     errors = [e for e in v.errors if not any(re.match(k, e) for k in KNOWN_THEME_ERRORS)]
     assert not errors, f"{page_name}:\n" + "\n".join(errors)
     print(report, "blocked:", sorted(set(v.blocked)), "served locally:", len(v.served))
+
+
+def test_search_box_finds_a_chapter(visit):
+    """Sphinx's client-side search (searchindex.js) works offline: searching a term lists its chapter."""
+    v = visit("search.html?q=RMSNorm")
+    v.page.wait_for_selector("#search-results ul.search li a", timeout=TIMEOUT_MS)
+    hits = v.page.eval_on_selector_all("#search-results ul.search li a", "links => links.map(a => a.href)")
+    assert any("chapters/03_rmsnorm.html" in h for h in hits), hits
+    assert not [e for e in v.errors if not any(re.match(k, e) for k in KNOWN_THEME_ERRORS)], v.errors
+
+
+def test_code_cells_have_copy_buttons(visit):
+    v = visit("chapters/02_layernorm.html")
+    cells = v.page.locator("div.cell_input div.highlight").count()
+    buttons = v.page.locator("div.cell_input button.copybtn").count()
+    assert cells > 10 and buttons == cells, (cells, buttons)
