@@ -48,6 +48,16 @@ def causal_mask(t_q: int, t_k: int | None = None, device=None) -> torch.Tensor:
     return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril(diagonal=t_k - t_q)
 
 
+def _check_broadcast(t: torch.Tensor, target: tuple, message: str) -> None:
+    """Raise ValueError(message) unless t broadcasts to exactly `target` (it may not enlarge it)."""
+    try:
+        if torch.broadcast_shapes(t.shape, target) == target:
+            return
+    except RuntimeError:
+        pass
+    raise ValueError(message)
+
+
 def _check_inputs(q, k, v, mask, bias) -> None:
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
@@ -63,13 +73,8 @@ def _check_inputs(q, k, v, mask, bias) -> None:
             raise TypeError(
                 f"mask must be boolean (True = may attend), got {t.dtype}; pass additive float scores as bias="
             )
-        try:
-            if torch.broadcast_shapes(t.shape, scores_shape) != scores_shape:
-                raise RuntimeError
-        except RuntimeError:
-            raise ValueError(
-                f"{name} of shape {tuple(t.shape)} does not broadcast to the scores' shape (..., Tq, Tk) = {scores_shape}"
-            ) from None
+        _check_broadcast(t, scores_shape, f"{name} of shape {tuple(t.shape)} does not broadcast to the scores' "
+                         f"shape (..., Tq, Tk) = {scores_shape}")
 
 
 def attention_weights(q, k, mask=None, bias=None) -> torch.Tensor:
@@ -195,14 +200,8 @@ class MultiHeadSelfAttention(MultiHeadAttention):
             target = (batch, self.num_heads, t, t)
             if mask.dtype != torch.bool:
                 raise TypeError(f"mask must be boolean (True = may attend), got {mask.dtype}")
-            try:
-                if torch.broadcast_shapes(mask.shape, target) != target:
-                    raise RuntimeError
-            except RuntimeError:
-                raise ValueError(
-                    f"mask of shape {tuple(mask.shape)} does not broadcast to (B, H, T, T) = {target}; "
-                    "a padding mask of keys has shape (B, 1, 1, T)"
-                ) from None
+            _check_broadcast(mask, target, f"mask of shape {tuple(mask.shape)} does not broadcast to (B, H, T, T) = "
+                             f"{target}; a padding mask of keys has shape (B, 1, 1, T)")
         if self.causal:
             causal = causal_mask(t, device=device)  # (T, T)
             return causal if mask is None else mask & causal
