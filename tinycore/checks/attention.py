@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .core import Case, CheckFailed, Diagnosis, call_learner, check_function, compare, passed
+from .core import Case, Diagnosis, check_function, fail
 
 __all__ = ["stable_softmax", "causal_mask", "masked_attention"]
 
@@ -80,38 +80,38 @@ def causal_mask(fn) -> None:
     """fn(T) -> (T, T) bool, True where query i may attend key j (j <= i)."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
     name = "causal_mask"
-    hint = "row i is query i, column j is key j; a token may see itself and everything before it, so True where j <= i."
-    sizes = (5, 8, 1, 13)
-    for t in sizes:
-        case = Case((t,), f"T = {t}")
-        got = call_learner(fn, name, case, hint)
-        if isinstance(got, torch.Tensor) and got.dtype != torch.bool:
-            raise CheckFailed(
-                f"{name} returned a {got.dtype} tensor; it should return a torch.bool mask (True = may attend)"
-                f"\n  on input: {case.label}\n  Hint: a float mask of 1/0 or 0/-inf is a different convention "
-                "(an additive bias); build the mask from a comparison, or pass dtype=torch.bool."
+
+    def screen(got, want, case):
+        __tracebackhide__ = True
+        if got.dtype != torch.bool:
+            raise fail(
+                f"{name} returned a {got.dtype} tensor; it should return a torch.bool mask (True = may attend)", case,
+                "a float mask of 1/0 or 0/-inf is a different convention (an additive bias); build the mask from a "
+                "comparison, or pass dtype=torch.bool.",
             )
-        compare(
-            name, got, _causal_reference(t), case, rtol=0, atol=0, hint=hint,
-            diagnoses=[
-                Diagnosis(
-                    lambda t: torch.ones(t, t).tril(-1).bool(),
-                    "off by one: the diagonal is False, so a token may not attend to itself (and the first query sees nothing). "
-                    "Keep the diagonal: True where j <= i.",
-                ),
-                Diagnosis(
-                    lambda t: torch.ones(t, t).triu().bool(),
-                    "this is the upper triangle: query i would see the keys after it, the future. Keep the lower triangle (j <= i).",
-                ),
-                Diagnosis(
-                    lambda t: torch.ones(t, t).triu(1).bool(),
-                    "the polarity is inverted: True means *may attend* (as in F.scaled_dot_product_attention), "
-                    "so the allowed past and present are True and the future is False.",
-                ),
-                Diagnosis(lambda t: torch.ones(t, t).bool(), "every entry is True: nothing is masked, so every token sees the future."),
-            ],
-        )
-    passed(name, len(sizes))
+        return got
+
+    check_function(
+        name, fn, _causal_reference, [Case((t,), f"T = {t}") for t in (5, 8, 1, 13)], rtol=0, atol=0, screen=screen,
+        hint="row i is query i, column j is key j; a token may see itself and everything before it, so True where j <= i.",
+        diagnoses=[
+            Diagnosis(
+                lambda t: torch.ones(t, t).tril(-1).bool(),
+                "off by one: the diagonal is False, so a token may not attend to itself (and the first query sees nothing). "
+                "Keep the diagonal: True where j <= i.",
+            ),
+            Diagnosis(
+                lambda t: torch.ones(t, t).triu().bool(),
+                "this is the upper triangle: query i would see the keys after it, the future. Keep the lower triangle (j <= i).",
+            ),
+            Diagnosis(
+                lambda t: torch.ones(t, t).triu(1).bool(),
+                "the polarity is inverted: True means *may attend* (as in F.scaled_dot_product_attention), "
+                "so the allowed past and present are True and the future is False.",
+            ),
+            Diagnosis(lambda t: torch.ones(t, t).bool(), "every entry is True: nothing is masked, so every token sees the future."),
+        ],
+    )
 
 
 # ---------- masked_attention ----------

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["CheckFailed", "Case", "Diagnosis", "check_function", "call_learner", "compare", "compare_grads", "passed"]
+__all__ = ["CheckFailed", "Case", "Diagnosis", "check_function", "call_learner", "compare", "compare_grads", "fail", "passed"]
 
 
 class CheckFailed(AssertionError):
@@ -46,6 +46,11 @@ def describe(value) -> str:
     if isinstance(value, torch.Tensor):
         return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
     return f"a {type(value).__name__}"
+
+
+def fail(message: str, case: Case, hint: str) -> CheckFailed:
+    """A CheckFailed in the house format: what is wrong, on which input, and a hint."""
+    return CheckFailed(f"{message}\n  on input: {case.label}\n  Hint: {hint}")
 
 
 def call_learner(fn: Callable, name: str, case: Case, hint: str = ""):
@@ -140,8 +145,14 @@ def check_function(
     diagnoses: Sequence[Diagnosis] = (),
     grad: bool = False,
     arg_names: Sequence[str] = (),
+    screen: Callable | None = None,
 ) -> None:
-    """Compare `fn` with `reference` on every case (and their gradients if `grad`); print success."""
+    """Compare `fn` with `reference` on every case (and their gradients if `grad`); print success.
+
+    `screen(got, want, case)`, if given, sees each output before the comparison: it raises `fail(...)`
+    for a mistake it can name better than a generic mismatch (a known wrong shape, a wrong dtype), and
+    returns the output to compare (possibly converted, e.g. an acceptable float64 to float32).
+    """
     __tracebackhide__ = True
     if not callable(fn):
         raise CheckFailed(f"pass your function itself to the checker, e.g. checks.{name}({name}); got {describe(fn)}")
@@ -149,6 +160,8 @@ def check_function(
         ref_args, learner_args = _fresh(case.args, grad), _fresh(case.args, grad)
         want = reference(*ref_args, **case.kwargs)
         got = call_learner(fn, name, Case(learner_args, case.label, case.kwargs), hint)
+        if screen is not None and isinstance(got, torch.Tensor):
+            got = screen(got, want, case)
         compare(name, got, want, case, rtol=rtol, atol=atol, hint=hint, diagnoses=diagnoses)
         if grad:
             compare_grads(name, got, want, learner_args, ref_args, case, rtol, atol, arg_names)

@@ -9,33 +9,24 @@ from __future__ import annotations
 
 import torch
 
-from .core import Case, CheckFailed, Diagnosis, compare_grads, call_learner, compare, passed
+from .core import Case, Diagnosis, check_function, fail
 
 __all__ = ["split_heads", "merge_heads", "repeat_kv"]
 
 
-def _run(name, fn, reference, cases, *, hint, diagnoses=(), wrong_shapes=None, arg_names=()) -> None:
-    """check_function, plus a named hint when the output has a known wrong shape (a missing transpose)."""
+def _run(name, fn, reference, cases, *, wrong_shapes, **kwargs) -> None:
+    """check_function (values and gradients), naming the known wrong shapes (a missing transpose)."""
     __tracebackhide__ = True
-    if not callable(fn):
-        raise CheckFailed(f"pass your function itself to the checker, e.g. checks.{name}({name}); got {type(fn).__name__}")
-    for case in cases:
-        ref_args = tuple(a.detach().clone().requires_grad_(a.is_floating_point()) if isinstance(a, torch.Tensor) else a
-                         for a in case.args)
-        learner_args = tuple(a.detach().clone().requires_grad_(a.is_floating_point()) if isinstance(a, torch.Tensor) else a
-                             for a in case.args)
-        want = reference(*ref_args)
-        got = call_learner(fn, name, Case(learner_args, case.label), hint)
-        if isinstance(got, torch.Tensor) and tuple(got.shape) != tuple(want.shape) and wrong_shapes is not None:
+
+    def screen(got, want, case):
+        __tracebackhide__ = True
+        if tuple(got.shape) != tuple(want.shape):
             for shape, shape_hint in wrong_shapes(*case.args):
                 if tuple(got.shape) == tuple(shape):
-                    raise CheckFailed(
-                        f"{name}'s output has shape {tuple(got.shape)}, expected {tuple(want.shape)}"
-                        f"\n  on input: {case.label}\n  Hint: {shape_hint}"
-                    )
-        compare(name, got, want, case, rtol=0.0, atol=1e-6, hint=hint, diagnoses=diagnoses)
-        compare_grads(name, got, want, learner_args, ref_args, case, 0.0, 1e-6, arg_names)
-    passed(name, len(cases), grad=True)
+                    raise fail(f"{name}'s output has shape {tuple(got.shape)}, expected {tuple(want.shape)}", case, shape_hint)
+        return got
+
+    check_function(name, fn, reference, cases, grad=True, rtol=0.0, atol=1e-6, screen=screen, **kwargs)
 
 
 # ---------- split_heads: (B, T, D) -> (B, H, T, Dh), head-major ----------

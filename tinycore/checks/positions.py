@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from .core import Case, CheckFailed, Diagnosis, call_learner, compare, describe, passed
+from .core import Case, Diagnosis, check_function, fail
 
 __all__ = ["sinusoidal_table", "relative_offsets", "alibi"]
 
@@ -18,18 +18,16 @@ __all__ = ["sinusoidal_table", "relative_offsets", "alibi"]
 def _run(name, fn, reference, cases, dtype, *, hint, diagnoses=(), rtol=1e-4, atol=1e-4) -> None:
     """check_function for functions of sizes (ints), with a dtype message that fits them."""
     __tracebackhide__ = True
-    if not callable(fn):
-        raise CheckFailed(f"pass your function itself to the checker, e.g. checks.{name}({name}); got {describe(fn)}")
-    for case in cases:
-        want = reference(*case.args)
-        got = call_learner(fn, name, case, hint)
-        if isinstance(got, torch.Tensor) and tuple(got.shape) == tuple(want.shape) and got.dtype != dtype:
-            raise CheckFailed(
-                f"{name} returned a {got.dtype} tensor; it should be {dtype}\n  on input: {case.label}\n"
-                f"  Hint: {'build it with integer arange (torch.long is the default for integers)' if dtype == torch.long else 'torch.float32 is the default: avoid float64 (Python floats in torch.tensor(..., dtype=torch.float64), numpy)'}."
-            )
-        compare(name, got, want, case, rtol=rtol, atol=atol, hint=hint, diagnoses=diagnoses)
-    passed(name, len(cases))
+    dtype_hint = ("build it with integer arange (torch.long is the default for integers)" if dtype == torch.long else
+                  "torch.float32 is the default: avoid float64 (Python floats in torch.tensor(..., dtype=torch.float64), numpy)")
+
+    def screen(got, want, case):
+        __tracebackhide__ = True
+        if tuple(got.shape) == tuple(want.shape) and got.dtype != dtype:
+            raise fail(f"{name} returned a {got.dtype} tensor; it should be {dtype}", case, dtype_hint + ".")
+        return got
+
+    check_function(name, fn, reference, cases, rtol=rtol, atol=atol, hint=hint, diagnoses=diagnoses, screen=screen)
 
 
 # ---------- sinusoidal_table ----------

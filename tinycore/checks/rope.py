@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import Case, CheckFailed, Diagnosis, call_learner, check_function, compare, passed
+from .core import Case, Diagnosis, check_function, fail
 
 __all__ = ["rope_frequencies", "apply_rope", "rope_to_half_split"]
 
@@ -20,8 +20,6 @@ def rope_frequencies(fn) -> None:
     """fn(d_k, theta) -> (d_k/2,) float32 tensor of theta^(-2i/d_k)."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
     name = "rope_frequencies"
-    if not callable(fn):
-        raise CheckFailed(f"pass your function itself to the checker, e.g. checks.{name}({name}); got {fn!r}")
     hint = "pair i (features 2i and 2i+1) turns at theta ** (-2 * i / d_k) radians per position, i = 0 .. d_k/2 - 1."
     diagnoses = [
         Diagnosis(
@@ -43,20 +41,21 @@ def rope_frequencies(fn) -> None:
             "your pairs are counted from 1: the first pair (i = 0) turns at frequency 1.",
         ),
     ]
-    for d_k, theta in [(8, 10000.0), (6, 100.0), (64, 10000.0), (18, 500000.0)]:
-        case = Case((d_k, theta), f"d_k = {d_k}, theta = {theta:g}")
-        got = call_learner(fn, name, case, hint)
-        if isinstance(got, torch.Tensor) and not (got.dtype.is_floating_point or got.dtype.is_complex):
-            raise CheckFailed(
-                f"{name} returned a tensor of dtype {got.dtype}\n  on input: {case.label}\n"
-                "  Hint: frequencies are fractions: compute in floating point "
-                "(e.g. torch.arange(..., dtype=torch.float32), and / rather than //)."
+
+    def screen(got, want, case):
+        __tracebackhide__ = True
+        if not (got.dtype.is_floating_point or got.dtype.is_complex):
+            raise fail(
+                f"{name} returned a tensor of dtype {got.dtype}", case,
+                "frequencies are fractions: compute in floating point "
+                "(e.g. torch.arange(..., dtype=torch.float32), and / rather than //).",
             )
-        if isinstance(got, torch.Tensor) and got.dtype == torch.float64:
-            got = got.float()  # float64 is fine too: the formula is what is checked
-        compare(name, got, _frequencies64(d_k, theta).float(), case, rtol=1e-5, atol=1e-10,
-                hint=hint, diagnoses=diagnoses)
-    passed(name, 4)
+        return got.float() if got.dtype == torch.float64 else got  # float64 is fine too: the formula is what is checked
+
+    cases = [Case((d_k, theta), f"d_k = {d_k}, theta = {theta:g}")
+             for d_k, theta in [(8, 10000.0), (6, 100.0), (64, 10000.0), (18, 500000.0)]]
+    check_function(name, fn, lambda d_k, theta: _frequencies64(d_k, theta).float(), cases, rtol=1e-5, atol=1e-10,
+                   hint=hint, diagnoses=diagnoses, screen=screen)
 
 
 # ---------- apply_rope ----------
