@@ -12,18 +12,11 @@ with a causal mask and for a whole MultiHeadSelfAttention layer.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import interleaved_medians
 
 from tinycore import MultiHeadSelfAttention, causal_mask, scaled_dot_product_attention
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -53,13 +46,7 @@ def main() -> None:
             "sdpa, from scratch": function(False), "sdpa, fused": function(True),
             "MultiHeadSelfAttention, from scratch": module(False), "MultiHeadSelfAttention, fused": module(True),
         }
-        for run in variants.values():
-            run()  # warm up
-        times = {name: [] for name in variants}
-        for _ in range(args.repeats):
-            for name, run in variants.items():
-                times[name].append(timed(run))
-        medians = {name: statistics.median(ts) for name, ts in times.items()}
+        medians = interleaved_medians(variants, args.repeats)
         print(f"\nB={B}, H={H}, T={T}, Dh={Dh} (causal)")
         for name, median in medians.items():
             print(f"  {name:<38} {median * 1e3:8.2f} ms")

@@ -11,18 +11,12 @@ machine's state; it reports medians and ratios to nn.LayerNorm, never absolute c
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import interleaved_medians
 from torch import nn
 
 from tinycore import LayerNorm, RMSNorm
-
-
-def step(module: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> None:
-    out = module(x)
-    out.backward(grad)
 
 
 def main() -> None:
@@ -43,18 +37,12 @@ def main() -> None:
         }
         x = torch.randn(shape, generator=gen).requires_grad_(True)
         grad = torch.randn(shape, generator=gen)
-        times = {name: [] for name in variants}
-        for name, module in variants.items():  # warm up
-            step(module, x, grad)
-        for _ in range(args.repeats):
-            for name, module in variants.items():  # interleaved: drift affects all alike
-                start = time.perf_counter()
-                step(module, x, grad)
-                times[name].append(time.perf_counter() - start)
-        base = statistics.median(times["nn.LayerNorm (fused)"])
+        medians = interleaved_medians(
+            {name: (lambda m=module: m(x).backward(grad)) for name, module in variants.items()}, args.repeats
+        )
+        base = medians["nn.LayerNorm (fused)"]
         print(f"\nx {shape}")
-        for name, ts in times.items():
-            median = statistics.median(ts)
+        for name, median in medians.items():
             print(f"  {name:<22} {median * 1e3:8.3f} ms   {median / base:5.2f} x nn.LayerNorm")
 
 
