@@ -18,23 +18,15 @@ import sys
 import time
 from pathlib import Path
 
+import gallery  # scripts/gallery.py, beside this file
+import nbformat
+from nbclient import NotebookClient
+
 ROOT = Path(__file__).resolve().parent.parent
-THREADS = "2"  # the CI machine has two cores; printed results are rounded so that they do not depend on it
-if "--draft-threads" in sys.argv:  # drafting beside other jobs: `--draft-threads 1`; never for committed outputs
-    THREADS = sys.argv[sys.argv.index("--draft-threads") + 1]
-
-for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = THREADS
-os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
-
-import nbformat  # noqa: E402  (after the environment is fixed for the kernels we start)
-from nbclient import NotebookClient  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import gallery  # noqa: E402
+THREADS = 2  # the CI machine has two cores; printed results are rounded so that they do not depend on it
 
 
-def refresh(path: Path, timeout: int = 300) -> float:
+def refresh(path: Path, timeout: int = 120) -> float:  # as nbval's --nbval-cell-timeout; cells take < 15 s
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb,
@@ -57,8 +49,12 @@ def refresh(path: Path, timeout: int = 300) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every chapters/*.ipynb")
-    parser.add_argument("--draft-threads", help="threads for a draft run beside other work (default 2)")
+    parser.add_argument("--draft-threads", type=int, default=THREADS,
+                        help="threads for a draft run beside other work; never for committed outputs")
     args = parser.parse_args()
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # inherited by every kernel started below
+        os.environ[var] = str(args.draft_threads)
+    os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
     paths = args.notebooks or sorted((ROOT / "chapters").glob("*.ipynb"))
     for path in paths:
         seconds = refresh(path)
