@@ -53,3 +53,11 @@ def test_device_report_and_self_test():
     assert report["chosen device"] == str(get_device())
     results = self_test(verbose=False)
     assert len(results) >= 6 and all(results.values()), results
+
+
+def test_best_time_ms_warms_up_then_keeps_the_fastest_call():
+    from tinycore import best_time_ms
+
+    calls = []
+    ms = best_time_ms(lambda: calls.append(1), repeats=4)
+    assert len(calls) == 5 and 0 <= ms < 100

@@ -23,7 +23,7 @@ from .positions import (
     half_split_permutation, sinusoidal_positions,
 )
 from .selftest import self_test
-from .utils import check_shape, count_parameters, device_report, get_device, set_seed
+from .utils import best_time_ms, check_shape, count_parameters, device_report, get_device, set_seed
 
 __version__ = "0.1.0"
 
@@ -40,5 +40,5 @@ __all__ = [
     "Embedding", "Linear", "check_token_ids",
     "LayerNorm", "RMSNorm", "layer_norm", "partial_size", "rms_norm",
     "self_test",
-    "check_shape", "count_parameters", "device_report", "get_device", "set_seed",
+    "best_time_ms", "check_shape", "count_parameters", "device_report", "get_device", "set_seed",
 ]

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import platform
 import random
+import time
 from collections.abc import Sequence
 
 import torch
 
-__all__ = ["set_seed", "get_device", "check_shape", "count_parameters", "device_report"]
+__all__ = ["set_seed", "get_device", "check_shape", "count_parameters", "device_report", "best_time_ms"]
 
 
 def set_seed(seed: int = 0) -> torch.Generator:
@@ -113,3 +114,18 @@ def device_report() -> dict[str, str]:
         "chosen device": str(get_device()),
     }
     return report
+
+
+def best_time_ms(fn, repeats: int = 10) -> float:
+    """The fastest of `repeats` calls of fn(), in milliseconds, after one warm-up call.
+
+    For the rough comparisons chapters show (in cells nbval ignores); claims go to benchmarks/.
+    On CUDA, make fn synchronise (torch.cuda.synchronize()) so that the time is the GPU's.
+    """
+    fn()  # warm up: first calls pay for allocation and kernel selection
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return 1e3 * best
