@@ -14,7 +14,7 @@ matplotlib.use("Agg")  # tests draw figures without a screen
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "_build"
 HTML = BUILD / "html"
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "chapters")
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "_static", "book", "chapters")
 BUILD_RECORD = BUILD / "book-build.json"  # the log and exit status of the last strict build
 
 
@@ -45,7 +45,7 @@ def built_book() -> dict:
     """The book built strictly once per run (`jupyter-book build --all -W -n --keep-going .`).
 
     Rebuilds only when _build/html or the record of its build is missing, or older than any source
-    (_config.yml, _toc.yml, book/, chapters/); otherwise reuses the record of the last strict build.
+    (_config.yml, _toc.yml, _static/, book/, chapters/); otherwise reuses the record of the last strict build.
     Returns {"returncode", "log", "seconds", "rebuilt", "html"}.
     """
     BUILD.mkdir(exist_ok=True)
