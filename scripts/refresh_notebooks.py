@@ -55,6 +55,7 @@ def main() -> int:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # inherited by every kernel started below
         os.environ[var] = str(args.draft_threads)
     os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    os.environ["TINYCORE_QUIET"] = "1"  # no progress lines from tinycore.train in committed outputs
     paths = args.notebooks or sorted((ROOT / "chapters").glob("*.ipynb"))
     for path in paths:
         seconds = refresh(path)

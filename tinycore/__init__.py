@@ -14,15 +14,20 @@ from .attention import (
     merge_heads, scaled_dot_product_attention, split_heads,
 )
 from .bigram import BigramLM, bigram_counts, count_model_loss
+from .blocks import TransformerBlock, make_ffn, make_norm
 from .ffn import FeedForward, SwiGLU, swiglu_hidden_size
 from .data import TINY_SHAKESPEARE_SHA256, CharTokenizer, get_batch, load_tiny_shakespeare, train_val_split
+from .kv_cache import KVCache, LayerKVCache
 from .layers import Embedding, Linear, check_token_ids
+from .lm import LMConfig, TransformerLM, gpt_config, lm_loss, next_token_loss
 from .norms import LayerNorm, RMSNorm, layer_norm, partial_size, rms_norm
 from .positions import (
     LearnedPositionalEmbedding, RelativePositionBias, RotaryEmbedding, alibi_bias, alibi_slopes,
     half_split_permutation, sinusoidal_positions,
 )
+from .sampling import generate, sample_next, top_k_filter, top_p_filter
 from .selftest import self_test
+from .train import History, TrainConfig, evaluate, lm_batches, lr_at, make_optimizer, train
 from .utils import best_time_ms, check_shape, count_parameters, device_report, get_device, set_seed
 
 __version__ = "0.1.0"
@@ -36,6 +41,11 @@ __all__ = [
     "LearnedPositionalEmbedding", "RelativePositionBias", "RotaryEmbedding", "alibi_bias", "alibi_slopes",
     "half_split_permutation", "sinusoidal_positions",
     "BigramLM", "bigram_counts", "count_model_loss",
+    "TransformerBlock", "make_ffn", "make_norm",
+    "KVCache", "LayerKVCache",
+    "LMConfig", "TransformerLM", "gpt_config", "lm_loss", "next_token_loss",
+    "generate", "sample_next", "top_k_filter", "top_p_filter",
+    "History", "TrainConfig", "evaluate", "lm_batches", "lr_at", "make_optimizer", "train",
     "TINY_SHAKESPEARE_SHA256", "CharTokenizer", "get_batch", "load_tiny_shakespeare", "train_val_split",
     "Embedding", "Linear", "check_token_ids",
     "LayerNorm", "RMSNorm", "layer_norm", "partial_size", "rms_norm",

@@ -17,7 +17,8 @@ Conventions:
 - `fused=True` (the modules' default) runs `F.scaled_dot_product_attention`; `fused=False` runs the
   from-scratch path below. Tests hold the two equal.
 
-Deviations: no dropout; separate q/k/v projections (no fused QKV matrix); no biases.
+Deviations: no dropout; separate q/k/v projections (no fused QKV matrix); no biases unless asked
+for (`bias=True`, as in GPT-2).
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ class MultiHeadAttention(nn.Module):
     """
 
     def __init__(self, d_model: int, num_heads: int, num_kv_heads: int | None = None,
-                 d_context: int | None = None, fused: bool = True, device=None, dtype=None):
+                 d_context: int | None = None, fused: bool = True, bias: bool = False, device=None, dtype=None):
         super().__init__()
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
         if d_model % num_heads:
@@ -145,10 +146,11 @@ class MultiHeadAttention(nn.Module):
         self.d_context = d_model if d_context is None else d_context
         self.fused = fused  # True: F.scaled_dot_product_attention; False: the from-scratch path
         kv_width = num_kv_heads * self.d_head
-        self.q_proj = Linear(d_model, d_model, device=device, dtype=dtype)  # (D, D)
-        self.k_proj = Linear(self.d_context, kv_width, device=device, dtype=dtype)  # (Hkv * Dh, D_context)
-        self.v_proj = Linear(self.d_context, kv_width, device=device, dtype=dtype)  # (Hkv * Dh, D_context)
-        self.output_proj = Linear(d_model, d_model, device=device, dtype=dtype)  # (D, D)
+        factory = dict(bias=bias, device=device, dtype=dtype)
+        self.q_proj = Linear(d_model, d_model, **factory)  # (D, D)
+        self.k_proj = Linear(self.d_context, kv_width, **factory)  # (Hkv * Dh, D_context)
+        self.v_proj = Linear(self.d_context, kv_width, **factory)  # (Hkv * Dh, D_context)
+        self.output_proj = Linear(d_model, d_model, **factory)  # (D, D)
 
     def _check(self, t: torch.Tensor, width: int, what: str) -> None:
         if t.ndim != 3 or t.shape[-1] != width:
@@ -184,26 +186,31 @@ class MultiHeadSelfAttention(MultiHeadAttention):
     e.g. a padding mask of shape (B, 1, 1, T). `token_positions` (T,) or (B, T) defaults to
     0..T-1 and is only used by RoPE.
 
+    With a `cache` (a `LayerKVCache` holding S earlier positions), x holds only the new positions
+    S..S+T-1: their keys and values are appended to the cache and the queries attend over all
+    S + T keys. The result equals the last T rows of the uncached forward over the whole sequence.
+
     Shapes: x (B, T, D) -> (B, T, D)
     """
 
     def __init__(self, d_model: int, num_heads: int, causal: bool = True, rope=None,
-                 num_kv_heads: int | None = None, fused: bool = True, device=None, dtype=None):
-        super().__init__(d_model, num_heads, num_kv_heads, fused=fused, device=device, dtype=dtype)
+                 num_kv_heads: int | None = None, fused: bool = True, bias: bool = False, device=None, dtype=None):
+        super().__init__(d_model, num_heads, num_kv_heads, fused=fused, bias=bias, device=device, dtype=dtype)
         if rope is not None and rope.d_k != self.d_head:
             raise ValueError(f"RoPE was built for d_k={rope.d_k}, but the head width is {self.d_head}")
         self.causal, self.rope = causal, rope
 
-    def full_mask(self, mask, batch: int, t: int, device) -> torch.Tensor | None:
-        """The user's mask combined with the causal one; broadcastable to (B, H, T, T)."""
+    def full_mask(self, mask, batch: int, t: int, device, t_k: int | None = None) -> torch.Tensor | None:
+        """The user's mask combined with the causal one; broadcastable to (B, H, T, Tk), Tk = T uncached."""
+        t_k = t if t_k is None else t_k
         if mask is not None:
-            target = (batch, self.num_heads, t, t)
+            target = (batch, self.num_heads, t, t_k)
             if mask.dtype != torch.bool:
                 raise TypeError(f"mask must be boolean (True = may attend), got {mask.dtype}")
-            _check_broadcast(mask, target, f"mask of shape {tuple(mask.shape)} does not broadcast to (B, H, T, T) = "
-                             f"{target}; a padding mask of keys has shape (B, 1, 1, T)")
+            _check_broadcast(mask, target, f"mask of shape {tuple(mask.shape)} does not broadcast to (B, H, T, Tk) = "
+                             f"{target}; a padding mask of keys has shape (B, 1, 1, Tk)")
         if self.causal:
-            causal = causal_mask(t, device=device)  # (T, T)
+            causal = causal_mask(t, t_k, device=device)  # (T, Tk): the queries are the last T positions
             return causal if mask is None else mask & causal
         return mask
 
@@ -224,9 +231,16 @@ class MultiHeadSelfAttention(MultiHeadAttention):
         k = k.repeat_interleave(self.num_heads // self.num_kv_heads, dim=1)  # (B, Hkv, T, Dh) -> (B, H, T, Dh)
         return attention_weights(q, k, self.full_mask(mask, *x.shape[:2], x.device), attn_bias)
 
-    def forward(self, x: torch.Tensor, mask=None, token_positions=None, attn_bias=None) -> torch.Tensor:
-        q, k, v = self.qkv(x, token_positions)
-        return self.attend(q, k, v, self.full_mask(mask, *x.shape[:2], x.device), attn_bias)
+    def forward(self, x: torch.Tensor, mask=None, token_positions=None, attn_bias=None, cache=None) -> torch.Tensor:
+        if cache is None:
+            q, k, v = self.qkv(x, token_positions)
+            return self.attend(q, k, v, self.full_mask(mask, *x.shape[:2], x.device), attn_bias)
+        start, t = cache.length, x.shape[1]
+        if token_positions is None:
+            token_positions = torch.arange(start, start + t, device=x.device)  # (T,): continue where the cache ends
+        q, k, v = self.qkv(x, token_positions)  # q (B, H, T, Dh), k and v (B, Hkv, T, Dh)
+        k, v = cache.append(k, v)  # (B, Hkv, T, Dh) -> (B, Hkv, S + T, Dh)
+        return self.attend(q, k, v, self.full_mask(mask, x.shape[0], t, x.device, start + t), attn_bias)
 
 
 class MultiHeadCrossAttention(MultiHeadAttention):
@@ -238,8 +252,8 @@ class MultiHeadCrossAttention(MultiHeadAttention):
     """
 
     def __init__(self, d_model: int, num_heads: int, d_memory: int | None = None, fused: bool = True,
-                 device=None, dtype=None):
-        super().__init__(d_model, num_heads, d_context=d_memory, fused=fused, device=device, dtype=dtype)
+                 bias: bool = False, device=None, dtype=None):
+        super().__init__(d_model, num_heads, d_context=d_memory, fused=fused, bias=bias, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, mask=None) -> torch.Tensor:
         return super().forward(x, memory, mask)

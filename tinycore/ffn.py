@@ -11,7 +11,8 @@ SwiGLU (Shazeer, 2020), as in LLaMA:
 SwiGLU has three matrices instead of two, so at the same parameter count its hidden width is
 2/3 of the GELU network's: F = 8D/3 instead of 4D (`swiglu_hidden_size`).
 
-Deviations from the papers: no biases (as in LLaMA and PaLM); the original transformer used ReLU.
+Deviations from the papers: no biases unless asked for (`bias=True`, as in GPT-2; LLaMA and PaLM
+go without); the original transformer used ReLU.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ class FeedForward(nn.Module):
     Shapes: x (..., D) -> (..., D)
     """
 
-    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
+    def __init__(self, d_model: int, d_ff: int, bias: bool = False, device=None, dtype=None):
         super().__init__()
-        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)  # (F, D): up
-        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)  # (D, F): down
+        self.w1 = Linear(d_model, d_ff, bias=bias, device=device, dtype=dtype)  # (F, D): up
+        self.w2 = Linear(d_ff, d_model, bias=bias, device=device, dtype=dtype)  # (D, F): down
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w2(gelu(self.w1(x)))  # (..., D) -> (..., F) -> (..., D)
@@ -53,11 +54,11 @@ class SwiGLU(nn.Module):
     Shapes: x (..., D) -> (..., D)
     """
 
-    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
+    def __init__(self, d_model: int, d_ff: int, bias: bool = False, device=None, dtype=None):
         super().__init__()
-        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)  # (F, D): gate, goes through SiLU
-        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)  # (D, F): down
-        self.w3 = Linear(d_model, d_ff, device=device, dtype=dtype)  # (F, D): up
+        self.w1 = Linear(d_model, d_ff, bias=bias, device=device, dtype=dtype)  # (F, D): gate, goes through SiLU
+        self.w2 = Linear(d_ff, d_model, bias=bias, device=device, dtype=dtype)  # (D, F): down
+        self.w3 = Linear(d_model, d_ff, bias=bias, device=device, dtype=dtype)  # (F, D): up
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w2(silu(self.w1(x)) * self.w3(x))  # (..., D) -> 2 x (..., F) -> (..., D)

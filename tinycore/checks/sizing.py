@@ -1,0 +1,3 @@
+"""Checkers for chapter exercises (being written)."""
+
+__all__: list[str] = []
