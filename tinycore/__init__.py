@@ -27,7 +27,7 @@ from .positions import (
 )
 from .sampling import generate, sample_next, top_k_filter, top_p_filter
 from .selftest import self_test
-from .train import History, TrainConfig, evaluate, lm_batches, lr_at, make_optimizer, train
+from .train import History, TrainConfig, evaluate, lm_batches, lr_at, make_optimizer, train, train_step
 from .utils import best_time_ms, check_shape, count_parameters, device_report, get_device, set_seed
 
 __version__ = "0.1.0"
@@ -45,7 +45,7 @@ __all__ = [
     "KVCache", "LayerKVCache",
     "LMConfig", "TransformerLM", "gpt_config", "lm_loss", "next_token_loss",
     "generate", "sample_next", "top_k_filter", "top_p_filter",
-    "History", "TrainConfig", "evaluate", "lm_batches", "lr_at", "make_optimizer", "train",
+    "History", "TrainConfig", "evaluate", "lm_batches", "lr_at", "make_optimizer", "train", "train_step",
     "TINY_SHAKESPEARE_SHA256", "CharTokenizer", "get_batch", "load_tiny_shakespeare", "train_val_split",
     "Embedding", "Linear", "check_token_ids",
     "LayerNorm", "RMSNorm", "layer_norm", "partial_size", "rms_norm",

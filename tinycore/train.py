@@ -22,7 +22,7 @@ from torch import nn
 
 from .data import get_batch
 
-__all__ = ["TrainConfig", "History", "lr_at", "make_optimizer", "evaluate", "train", "lm_batches"]
+__all__ = ["TrainConfig", "History", "lr_at", "make_optimizer", "train_step", "evaluate", "train", "lm_batches"]
 
 
 @dataclass
@@ -79,6 +79,23 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
 
 
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn, batch, lr: float,
+               grad_clip: float | None = None) -> tuple[float, float]:
+    """One optimisation step at learning rate `lr`; returns (loss, gradient norm before clipping)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss = loss_fn(model, batch)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"the training loss became {loss.item()} (lr {lr:.2e}): "
+                                 "lower the learning rate, add warm-up or clip gradients")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    max_norm = grad_clip if grad_clip is not None else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+    return loss.item(), grad_norm.item()
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loss_fn, batches) -> float:
     """Mean loss over a list of batches, in eval mode."""
@@ -112,21 +129,11 @@ def train(model: nn.Module, loss_fn, train_batch, config: TrainConfig, device, v
     history, show, start = History(), _show_progress(progress), time.perf_counter()
     for step in range(config.steps):
         lr = lr_at(step, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss = loss_fn(model, train_batch(generator))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the training loss became {loss.item()} at step {step} (lr {lr:.2e}): "
-                                     "lower the learning rate, add warm-up or clip gradients")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        max_norm = config.grad_clip if config.grad_clip is not None else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-        optimizer.step()
+        loss, grad_norm = train_step(model, optimizer, loss_fn, train_batch(generator), lr, config.grad_clip)
         history.step.append(step)
-        history.train_loss.append(loss.item())
+        history.train_loss.append(loss)
         history.lr.append(lr)
-        history.grad_norm.append(float(grad_norm))
+        history.grad_norm.append(grad_norm)
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
             history.eval_step.append(step + 1)
             history.eval_train_loss.append(evaluate(model, loss_fn, eval_train))
