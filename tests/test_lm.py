@@ -179,3 +179,16 @@ def test_lm_loss_is_cross_entropy_and_checks_shapes():
 def test_config_round_trips():
     config = LMConfig(V, CTX, D, L, H, 48, num_kv_heads=2, norm="layernorm")
     assert TransformerLM.from_config(config).config == config
+
+
+def test_split_loss_predicts_every_token_once():
+    model = small_lm()
+    data = ids(B=1, T=3 * CTX + 5, seed=4)[0]
+    x = data[: 3 * CTX].view(3, CTX)
+    y = data[1 : 3 * CTX + 1].view(3, CTX)
+    with torch.no_grad():
+        expected = lm_loss(model(x), y).item()
+    from tinycore import split_loss
+    assert abs(split_loss(model, data, batch_size=2) - expected) < 1e-6  # batches of 2 and 1 windows, weighted
+    with pytest.raises(ValueError, match="needs more than context_length"):
+        split_loss(model, data[:CTX])

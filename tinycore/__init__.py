@@ -19,7 +19,7 @@ from .ffn import FeedForward, SwiGLU, swiglu_hidden_size
 from .data import TINY_SHAKESPEARE_SHA256, CharTokenizer, get_batch, load_tiny_shakespeare, train_val_split
 from .kv_cache import KVCache, LayerKVCache
 from .layers import Embedding, Linear, check_token_ids
-from .lm import LMConfig, TransformerLM, gpt_config, lm_loss, next_token_loss
+from .lm import LMConfig, TransformerLM, gpt_config, lm_loss, next_token_loss, split_loss
 from .norms import LayerNorm, RMSNorm, layer_norm, partial_size, rms_norm
 from .positions import (
     LearnedPositionalEmbedding, RelativePositionBias, RotaryEmbedding, alibi_bias, alibi_slopes,
@@ -43,7 +43,7 @@ __all__ = [
     "BigramLM", "bigram_counts", "count_model_loss",
     "TransformerBlock", "make_ffn", "make_norm",
     "KVCache", "LayerKVCache",
-    "LMConfig", "TransformerLM", "gpt_config", "lm_loss", "next_token_loss",
+    "LMConfig", "TransformerLM", "gpt_config", "lm_loss", "next_token_loss", "split_loss",
     "generate", "sample_next", "top_k_filter", "top_p_filter",
     "History", "TrainConfig", "evaluate", "lm_batches", "lr_at", "make_optimizer", "train", "train_step",
     "TINY_SHAKESPEARE_SHA256", "CharTokenizer", "get_batch", "load_tiny_shakespeare", "train_val_split",

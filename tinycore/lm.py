@@ -27,7 +27,7 @@ from .kv_cache import KVCache
 from .layers import Embedding, Linear, check_token_ids
 from .positions import LearnedPositionalEmbedding, RotaryEmbedding
 
-__all__ = ["LMConfig", "TransformerLM", "gpt_config", "lm_loss", "next_token_loss"]
+__all__ = ["LMConfig", "TransformerLM", "gpt_config", "lm_loss", "next_token_loss", "split_loss"]
 
 POSITIONS = ("rope", "learned")
 
@@ -72,6 +72,30 @@ def next_token_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) 
     """The `loss_fn` for tinycore.train: batch = (x, y) with y the next tokens of x."""
     x, y = batch
     return lm_loss(model(x), y)
+
+
+@torch.no_grad()
+def split_loss(model: "TransformerLM", data: torch.Tensor, batch_size: int = 64) -> float:
+    """The mean next-token loss over a whole token sequence (e.g. the validation split), cut into
+    non-overlapping windows of the model's context length: every token is predicted exactly once.
+
+    Shapes: data (N,) -> a float (nats per token)
+    """
+    T = model.config.context_length
+    n = (len(data) - 1) // T  # whole windows; their targets stay inside data
+    if n == 0:
+        raise ValueError(f"split_loss needs more than context_length={T} tokens, got {len(data)}")
+    device = next(model.parameters()).device
+    x = data[: n * T].view(n, T)  # (N,) -> (n, T)
+    y = data[1 : n * T + 1].view(n, T)  # the same windows shifted by one
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for i in range(0, n, batch_size):
+        xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+        total += float(lm_loss(model(xb), yb)) * len(xb)
+    model.train(was_training)
+    return total / n
 
 
 class TransformerLM(nn.Module):
