@@ -7,7 +7,7 @@ Dimension names used throughout (comments, docstrings, errors):
 Every public class and function is importable from here, e.g. ``from tinycore import RMSNorm``.
 """
 
-from . import checks, plotting
+from . import checks, plotting, sizing
 from .activations import gelu, silu, softmax
 from .attention import (
     MultiHeadAttention, MultiHeadCrossAttention, MultiHeadSelfAttention, attention_weights, causal_mask,
@@ -27,13 +27,17 @@ from .positions import (
 )
 from .sampling import generate, sample_next, top_k_filter, top_p_filter
 from .selftest import self_test
+from .sizing import (
+    attention_params, component_of, count_by_component, ffn_params, forward_flops_per_token, kv_cache_bytes,
+    lm_params, matmul_params, norm_params, param_counts, training_flops, training_memory_bytes,
+)
 from .train import History, TrainConfig, evaluate, lm_batches, lr_at, make_optimizer, train, train_step
 from .utils import best_time_ms, check_shape, count_parameters, device_report, get_device, set_seed
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "checks", "plotting",
+    "checks", "plotting", "sizing",
     "gelu", "silu", "softmax",
     "MultiHeadAttention", "MultiHeadCrossAttention", "MultiHeadSelfAttention", "attention_weights", "causal_mask",
     "merge_heads", "scaled_dot_product_attention", "split_heads",
@@ -50,5 +54,8 @@ __all__ = [
     "Embedding", "Linear", "check_token_ids",
     "LayerNorm", "RMSNorm", "layer_norm", "partial_size", "rms_norm",
     "self_test",
+    "attention_params", "component_of", "count_by_component", "ffn_params", "forward_flops_per_token",
+    "kv_cache_bytes", "lm_params", "matmul_params", "norm_params", "param_counts", "training_flops",
+    "training_memory_bytes",
     "best_time_ms", "check_shape", "count_parameters", "device_report", "get_device", "set_seed",
 ]

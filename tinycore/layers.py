@@ -56,7 +56,7 @@ def check_token_ids(token_ids: torch.Tensor, vocab_size: int, what: str = "token
             f"{what} should be an integer tensor (torch.long), got dtype {token_ids.dtype}; "
             "token ids index rows of the embedding table, so they cannot be fractional"
         )
-    if token_ids.numel() == 0:
+    if token_ids.numel() == 0 or token_ids.device.type == "meta":  # meta tensors have shapes, no values
         return
     lo, hi = int(token_ids.min()), int(token_ids.max())
     if lo < 0 or hi >= vocab_size:

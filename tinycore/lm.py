@@ -129,7 +129,8 @@ class TransformerLM(nn.Module):
         )
         self.ln_final = make_norm(norm, d_model, **factory)
         self.lm_head = Linear(d_model, vocab_size, **factory)  # (V, D)
-        self._init_weights()
+        if self.lm_head.weight.device.type != "meta":  # a meta model (for sizing) has no values to initialise
+            self._init_weights()
         if tie_embeddings:
             self.lm_head.weight = self.token_embeddings.weight  # one (V, D) matrix reads and writes tokens
 
