@@ -73,7 +73,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        is_table = "embedding" in name or name.endswith(("cls_token", "pos_embedding"))
+        is_table = "embedding" in name or name.endswith(("cls_token", "pos_embedding", "relative_position_bias_table"))
         (decay if p.ndim >= 2 and not is_table else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # PyTorch's fused kernel does the same update in one pass over all parameters (about twice as fast on a CPU)
