@@ -207,8 +207,8 @@ class MultiHeadSelfAttention(MultiHeadAttention):
             target = (batch, self.num_heads, t, t_k)
             if mask.dtype != torch.bool:
                 raise TypeError(f"mask must be boolean (True = may attend), got {mask.dtype}")
-            _check_broadcast(mask, target, f"mask of shape {tuple(mask.shape)} does not broadcast to (B, H, T, Tk) = "
-                             f"{target}; a padding mask of keys has shape (B, 1, 1, Tk)")
+            _check_broadcast(mask, target, f"mask of shape {tuple(mask.shape)} does not broadcast to (B, H, T, T) = "
+                             f"{target}; a padding mask of keys has shape (B, 1, 1, T)")
         if self.causal:
             causal = causal_mask(t, t_k, device=device)  # (T, Tk): the queries are the last T positions
             return causal if mask is None else mask & causal
