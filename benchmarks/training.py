@@ -44,10 +44,17 @@ def variants(vocab_size: int) -> list[Variant]:
     nano = tc.TransformerLM.from_config(tc.gpt_config(vocab_size, 64, 128, 4, 4))
     out = [Variant("nanoGPT recipe", nano, tc.TrainConfig(steps=2000, lr=1e-3, min_lr=1e-4, warmup_steps=100,
                                                            betas=(0.9, 0.99), eval_every=50), 12)]
+    # the chapters' recipes train the blocks' matrices with Muon; the "AdamW only" rows train every parameter
+    # with AdamW for about twice the steps (at the best learning rates found), to measure what Muon buys
+    adamw_only = {"chapter 11 GPT": dict(steps=550), "chapter 12 LLaMA-style": dict(steps=450, lr=3e-3)}
+    for name, recipe in (("chapter 11 GPT", SHAKESPEARE_GPT), ("chapter 12 LLaMA-style", SHAKESPEARE_LLAMA)):
+        tc.set_seed(0)
+        out.append(Variant(name + ", AdamW only", recipe.build(), replace(recipe.train, optimizer="adamw",
+                                                                        **adamw_only[name]), recipe.batch_size))
     for name, recipe in (("chapter 11 GPT", SHAKESPEARE_GPT), ("chapter 12 LLaMA-style", SHAKESPEARE_LLAMA)):
         tc.set_seed(0)
         out.append(Variant(name, recipe.build(), recipe.train, recipe.batch_size))
-    return out
+    return out  # the chapter 12 recipe last: its trained model is timed generating below
 
 
 def matmul_peak_gflops(n: int = 1024) -> float:
@@ -112,7 +119,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} threads; fp32 matmul peak {peak:.0f} GFLOP/s")
     state = train_side_by_side(runs, train, val)
     base = state["nanoGPT recipe"]
-    print(f"\n{'variant':<28}{'params':>9}{'steps':>7}{'tok/s':>9}{'MFU':>6}{'final val':>11}"
+    print(f"\n{'variant':<36}{'params':>9}{'steps':>7}{'tok/s':>9}{'MFU':>6}{'final val':>11}"
           + "".join(f"{'to ' + str(t):>16}" for t in VAL_TARGETS))
     for run in runs:
         s = state[run.name]
@@ -121,7 +128,7 @@ def main() -> None:
         tok_s = s["tokens"] / s["seconds"]
         reached = "".join(f"{s['reached'][t][1]:>9.1f} s @{s['reached'][t][0]:>4}" if t in s["reached"]
                           else f"{'not reached':>16}" for t in VAL_TARGETS)
-        print(f"{run.name:<28}{n:>9,}{run.config.steps:>7}{tok_s:>9,.0f}{flops_per_token * tok_s / 1e9 / peak:>6.0%}"
+        print(f"{run.name:<36}{n:>9,}{run.config.steps:>7}{tok_s:>9,.0f}{flops_per_token * tok_s / 1e9 / peak:>6.0%}"
               f"{s['final']:>11.3f}{reached}   whole val split: {tc.split_loss(run.model, val):.3f}")
     print("\nratios to the nanoGPT recipe (training time to reach a validation loss; < 1 is faster):")
     for run in runs[1:]:

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from tinycore.muon import Muon
 from tinycore import TrainConfig, TransformerLM, evaluate, lm_batches, lr_at, make_optimizer, next_token_loss, train
 
 
@@ -29,6 +30,41 @@ def test_weight_decay_skips_biases_norms_and_embeddings():
     assert "layers.0.attn.q_proj.weight" in decayed and "lm_head.weight" in decayed
     assert not any(n.endswith("bias") or "ln" in n or "embedding" in n for n in decayed)
     assert len(decayed) + len(groups[1]["params"]) == len(names)
+
+
+def test_muon_takes_the_blocks_matrices_and_adamw_the_rest():
+    model = TransformerLM(11, 8, 16, 2, 2, 24, bias=True, norm="layernorm")
+    optimizer = make_optimizer(model, TrainConfig(optimizer="muon", lr=1e-3, muon_lr=4e-3, weight_decay=0.1))
+    adamw, muon = optimizer.optimizers
+    assert isinstance(adamw, torch.optim.AdamW) and isinstance(muon, Muon)
+    names = {id(p): n for n, p in model.named_parameters()}
+    by_muon = {names[id(p)] for g in muon.param_groups for p in g["params"]}
+    by_adamw = {names[id(p)] for g in adamw.param_groups for p in g["params"]}
+    matrices = {n for n, p in model.named_parameters() if p.ndim == 2 and n.startswith("layers.")}
+    assert by_muon == matrices and len(matrices) == 2 * 7  # q, k, v, output and SwiGLU's w1, w2, w3, 2 blocks
+    assert by_adamw == set(names.values()) - matrices  # embedding table, lm_head, norms, biases
+    assert muon.param_groups[0]["lr_scale"] == 4.0 and muon.param_groups[0]["weight_decay"] == 0.1
+
+
+def test_muon_follows_the_schedule_and_learns():
+    torch.manual_seed(0)
+    data = torch.arange(2000) % 7
+    model = TransformerLM(7, 16, 16, 1, 2, 32)
+    config = TrainConfig(steps=60, lr=1e-2, muon_lr=2e-2, warmup_steps=5, eval_every=60, eval_batches=2,
+                         optimizer="muon")
+    history = train(model, next_token_loss, lm_batches(data, 8, 16, "cpu"), config, "cpu", progress=False)
+    assert history.eval_train_loss[-1] < 0.2 * history.train_loss[0]
+    optimizer = make_optimizer(model, config)
+    from tinycore.train import train_step
+    x = next(iter([lm_batches(data, 8, 16, "cpu")(torch.Generator().manual_seed(0))]))
+    train_step(model, optimizer, next_token_loss, x, lr=0.5)
+    lrs = sorted({g["lr"] for g in optimizer.param_groups})
+    assert lrs == [0.5, 1.0]  # AdamW at the scheduled lr, Muon at lr * muon_lr / lr
+
+
+def test_an_unknown_optimizer_is_refused():
+    with pytest.raises(ValueError, match="'adamw' or 'muon'"):
+        TrainConfig(optimizer="sgd")
 
 
 def _tiny_run(seed: int):

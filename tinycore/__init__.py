@@ -22,6 +22,7 @@ from .images import DigitsSplit, affine_warp, image_batches, load_digits_split, 
 from .kv_cache import KVCache, LayerKVCache
 from .layers import Embedding, Linear, check_token_ids
 from .lm import LMConfig, TransformerLM, gpt_config, lm_loss, next_token_loss, split_loss
+from .muon import Muon, orthogonalise
 from .norms import LayerNorm, RMSNorm, layer_norm, partial_size, rms_norm
 from .positions import (
     LearnedPositionalEmbedding, RelativePositionBias, RotaryEmbedding, alibi_bias, alibi_slopes,
@@ -80,4 +81,5 @@ __all__ = [
     "kv_cache_bytes", "lm_params", "matmul_params", "norm_params", "param_counts", "training_flops",
     "training_memory_bytes",
     "best_time_ms", "check_shape", "count_parameters", "device_report", "get_device", "set_seed",
+    "Muon", "orthogonalise",
 ]

@@ -13,14 +13,18 @@ SwiGLU has three matrices instead of two, so at the same parameter count its hid
 
 Deviations from the papers: no biases unless asked for (`bias=True`, as in GPT-2; LLaMA and PaLM
 go without); the original transformer used ReLU.
+
+The modules call PyTorch's activation kernels, `F.gelu` (exact, erf form) and `F.silu`: the same
+functions as `tinycore.gelu` and `tinycore.silu` (tested), computed in one pass over memory
+instead of several.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .activations import gelu, silu
 from .layers import Linear
 
 __all__ = ["FeedForward", "SwiGLU", "swiglu_hidden_size"]
@@ -45,7 +49,7 @@ class FeedForward(nn.Module):
         self.w2 = Linear(d_ff, d_model, bias=bias, device=device, dtype=dtype)  # (D, F): down
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(gelu(self.w1(x)))  # (..., D) -> (..., F) -> (..., D)
+        return self.w2(F.gelu(self.w1(x)))  # (..., D) -> (..., F) -> (..., D); F.gelu is tinycore.gelu
 
 
 class SwiGLU(nn.Module):
@@ -61,4 +65,4 @@ class SwiGLU(nn.Module):
         self.w3 = Linear(d_model, d_ff, bias=bias, device=device, dtype=dtype)  # (F, D): up
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(silu(self.w1(x)) * self.w3(x))  # (..., D) -> 2 x (..., F) -> (..., D)
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))  # (..., D) -> 2 x (..., F) -> (..., D); F.silu is tinycore.silu

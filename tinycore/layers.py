@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["Linear", "Embedding"]
@@ -40,8 +41,7 @@ class Linear(nn.Module):
             raise ValueError(
                 f"Linear expected the last dimension of x to be d_in={self.d_in}, got shape {tuple(x.shape)}"
             )
-        out = x @ self.weight.T  # (..., d_in) @ (d_in, d_out) -> (..., d_out)
-        return out + self.bias if self.bias is not None else out
+        return F.linear(x, self.weight, self.bias)  # x @ weight.T + bias in one call: (..., d_in) -> (..., d_out)
 
     def extra_repr(self) -> str:
         return f"d_in={self.d_in}, d_out={self.d_out}, bias={self.bias is not None}"

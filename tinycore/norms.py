@@ -21,6 +21,10 @@ Deviations from the textbook form, all deliberate:
   paper's own code adds eps to the RMS instead (`x / (rms + eps)`, eps = 1e-8). The two differ
   only when mean(x^2) is comparable to eps; chapter 3 shows where.
 - The optional RMSNorm bias is the paper's `offset`, named `bias` here.
+- The modules run PyTorch's own kernels (`F.layer_norm`, `F.rms_norm`) on float32 and float64
+  input, where those are the same function as `layer_norm` and `rms_norm` below (tested) and
+  train a model faster; half-precision input, partial RMSNorm and the RMSNorm bias use the
+  functions here.
 """
 
 from __future__ import annotations
@@ -28,9 +32,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["layer_norm", "rms_norm", "partial_size", "LayerNorm", "RMSNorm"]
+
+
+_KERNEL_DTYPES = (torch.float32, torch.float64)  # where PyTorch's norm kernels compute as the functions here do
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -114,6 +122,8 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_features(x, self.d_model, "LayerNorm")
+        if x.dtype in _KERNEL_DTYPES:  # PyTorch's kernel: the same function as layer_norm, faster
+            return F.layer_norm(x, (self.d_model,), self.weight, self.bias, self.eps)
         return layer_norm(x, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
@@ -145,6 +155,8 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_features(x, self.d_model, "RMSNorm")
+        if x.dtype in _KERNEL_DTYPES and self.p is None and self.bias is None:  # as nn.RMSNorm: faster
+            return F.rms_norm(x, (self.d_model,), self.weight, self.eps)
         return rms_norm(x, self.weight, self.eps, self.p, self.bias)
 
     def extra_repr(self) -> str:

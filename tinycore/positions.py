@@ -134,12 +134,13 @@ class RotaryEmbedding(nn.Module):
     def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None) -> torch.Tensor:
         if x.shape[-1] != self.d_k:
             raise ValueError(f"RotaryEmbedding was built for d_k={self.d_k}, got x of shape {tuple(x.shape)}")
-        if token_positions is None:
+        if token_positions is None:  # positions 0..T-1: the first T rows of the tables
             if x.shape[-2] > self.max_seq_len:
                 raise ValueError(f"RotaryEmbedding: sequence of length {x.shape[-2]} exceeds max_seq_len={self.max_seq_len}")
-            token_positions = torch.arange(x.shape[-2], device=x.device)  # (T,)
-        _check_positions(token_positions, self.max_seq_len, "RotaryEmbedding")
-        cos, sin = self.cos[token_positions], self.sin[token_positions]  # (..., T) -> (..., T, d_k/2)
+            cos, sin = self.cos[: x.shape[-2]], self.sin[: x.shape[-2]]  # (T, d_k/2)
+        else:
+            _check_positions(token_positions, self.max_seq_len, "RotaryEmbedding")
+            cos, sin = self.cos[token_positions], self.sin[token_positions]  # (..., T) -> (..., T, d_k/2)
         compute = torch.promote_types(x.dtype, torch.float32)  # half precision rotates in float32
         cos, sin = cos.to(compute), sin.to(compute)
         x_even, x_odd = x[..., 0::2].to(compute), x[..., 1::2].to(compute)  # (..., T, d_k/2) each

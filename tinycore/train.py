@@ -7,6 +7,12 @@ an image classifier differ only in those two functions.
 
 AdamW (Loshchilov & Hutter, 2019) decays the weight matrices only: biases, norm gains and
 embedding tables are left alone, as in GPT-2 and LLaMA's recipes.
+
+`optimizer="muon"` trains the weight matrices inside the blocks with Muon (Jordan et al., 2024;
+tinycore.muon), which replaces each matrix's momentum by about the nearest semi-orthogonal matrix,
+so that every direction of the update has the same size. Embedding tables, output heads, biases
+and norm gains stay with AdamW, as in Muon's own recipe. Muon's step is scaled to AdamW's size, so
+`muon_lr` reads like `lr`; it follows the same schedule.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ import torch
 from torch import nn
 
 from .data import get_batch
+from .muon import Muon
 
-__all__ = ["TrainConfig", "History", "lr_at", "make_optimizer", "train_step", "evaluate", "train", "lm_batches"]
+__all__ = ["TrainConfig", "History", "lr_at", "make_optimizer", "Optimizers", "train_step", "evaluate", "train",
+           "lm_batches"]
 
 
 @dataclass
@@ -38,6 +46,12 @@ class TrainConfig:
     eval_every: int = 100  # steps between evaluations (and the last step)
     eval_batches: int = 10  # batches averaged per evaluation, the same ones every time
     seed: int = 0  # batch sampling; the model's initialisation is the caller's
+    optimizer: str = "adamw"  # or "muon": Muon for the blocks' weight matrices, AdamW for the rest
+    muon_lr: float | None = None  # Muon's peak learning rate (AdamW-matched scale); None: lr
+
+    def __post_init__(self):
+        if self.optimizer not in ("adamw", "muon"):
+            raise ValueError(f"TrainConfig.optimizer must be 'adamw' or 'muon', got {self.optimizer!r}")
 
 
 @dataclass
@@ -67,25 +81,73 @@ def lr_at(step: int, config: TrainConfig) -> float:
     return min_lr + 0.5 * (config.lr - min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices (ndim >= 2, except embedding tables) and none elsewhere."""
-    decay, no_decay = [], []
+def _is_table(name: str) -> bool:
+    return "embedding" in name or name.endswith(("cls_token", "pos_embedding", "relative_position_bias_table"))
+
+
+def _is_head(name: str) -> bool:
+    """An output layer (lm_head, head, mlm_head, cls_head): Muon's recipe leaves these to AdamW."""
+    return name.rsplit(".", 2)[0].endswith("head")
+
+
+class Optimizers:
+    """Several optimizers stepped as one (Muon for matrices beside AdamW for the rest).
+
+    `param_groups` lists every group; a group's "lr_scale" multiplies the scheduled learning rate.
+    """
+
+    def __init__(self, *optimizers: torch.optim.Optimizer):
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [group for optimizer in self.optimizers for group in optimizer.param_groups]
+
+    @property
+    def state(self) -> dict:
+        return {p: state for optimizer in self.optimizers for p, state in optimizer.state.items()}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW | Optimizers:
+    """AdamW with weight decay on matrices (ndim >= 2, except embedding tables) and none elsewhere;
+    with config.optimizer == "muon", Muon for the matrices inside the blocks (not tables, not heads)."""
+    muon, decay, no_decay = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        is_table = "embedding" in name or name.endswith(("cls_token", "pos_embedding", "relative_position_bias_table"))
-        (decay if p.ndim >= 2 and not is_table else no_decay).append(p)
+        if p.ndim < 2 or _is_table(name):
+            no_decay.append(p)
+        elif config.optimizer == "muon" and p.ndim == 2 and not _is_head(name):
+            muon.append(p)
+        else:
+            decay.append(p)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # PyTorch's fused kernel does the same update in one pass over all parameters (about twice as fast on a CPU)
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in decay + no_decay)
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, fused=fused or None)
+    adamw = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, betas=config.betas,
+                              fused=fused or None)
+    if not muon:
+        return adamw
+    muon_lr = config.lr if config.muon_lr is None else config.muon_lr
+    matrices = Muon(muon, lr=muon_lr, weight_decay=config.weight_decay)
+    matrices.param_groups[0]["lr_scale"] = muon_lr / config.lr  # follows the schedule of lr
+    return Optimizers(adamw, matrices)
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn, batch, lr: float,
+def train_step(model: nn.Module, optimizer, loss_fn, batch, lr: float,
                grad_clip: float | None = None) -> tuple[float, float]:
-    """One optimisation step at learning rate `lr`; returns (loss, gradient norm before clipping)."""
+    """One optimisation step at learning rate `lr` (times a group's "lr_scale", if it has one);
+    returns (loss, gradient norm before clipping)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     loss = loss_fn(model, batch)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"the training loss became {loss.item()} (lr {lr:.2e}): "
