@@ -7,6 +7,7 @@ import torch
 
 from tinycore.muon import Muon
 from tinycore import TrainConfig, TransformerLM, evaluate, lm_batches, lr_at, make_optimizer, next_token_loss, train
+from tinycore.train import train_step
 
 
 def test_schedule_warms_up_linearly_then_follows_the_cosine():
@@ -55,9 +56,8 @@ def test_muon_follows_the_schedule_and_learns():
     history = train(model, next_token_loss, lm_batches(data, 8, 16, "cpu"), config, "cpu", progress=False)
     assert history.eval_train_loss[-1] < 0.2 * history.train_loss[0]
     optimizer = make_optimizer(model, config)
-    from tinycore.train import train_step
-    x = next(iter([lm_batches(data, 8, 16, "cpu")(torch.Generator().manual_seed(0))]))
-    train_step(model, optimizer, next_token_loss, x, lr=0.5)
+    batch = lm_batches(data, 8, 16, "cpu")(torch.Generator().manual_seed(0))
+    train_step(model, optimizer, next_token_loss, batch, lr=0.5)
     lrs = sorted({g["lr"] for g in optimizer.param_groups})
     assert lrs == [0.5, 1.0]  # AdamW at the scheduled lr, Muon at lr * muon_lr / lr
 
