@@ -78,7 +78,7 @@ class Embedding(nn.Module):
 
     def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
         check_token_ids(token_ids, self.num_embeddings)
-        return self.weight[token_ids]  # (...) -> (..., D)
+        return F.embedding(token_ids, self.weight)  # (...) -> (..., D): weight[token_ids], reproducible backward
 
     def extra_repr(self) -> str:
         return f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
@@ -61,7 +62,7 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def forward(self, token_positions: torch.Tensor) -> torch.Tensor:
         _check_positions(token_positions, self.max_seq_len, "LearnedPositionalEmbedding")
-        return self.weight[token_positions]  # (..., T) -> (..., T, D)
+        return F.embedding(token_positions, self.weight)  # (..., T) -> (..., T, D): row t of the table
 
 
 def _offsets(t_q: int, t_k: int, device=None) -> torch.Tensor:
@@ -85,7 +86,8 @@ class RelativePositionBias(nn.Module):
     def forward(self, t_q: int, t_k: int | None = None) -> torch.Tensor:
         t_k = t_q if t_k is None else t_k
         offsets = _offsets(t_q, t_k, self.weight.device).clamp(-self.max_distance, self.max_distance)  # (Tq, Tk)
-        return self.weight[:, offsets + self.max_distance]  # (H, 2M+1) indexed by (Tq, Tk) -> (H, Tq, Tk)
+        table = self.weight.T  # (H, 2M+1) -> (2M+1, H): one row per offset
+        return F.embedding(offsets + self.max_distance, table).permute(2, 0, 1)  # (Tq, Tk, H) -> (H, Tq, Tk)
 
 
 def alibi_slopes(num_heads: int) -> torch.Tensor:

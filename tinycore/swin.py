@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .attention import MultiHeadAttention, merge_heads, scaled_dot_product_attention
@@ -69,7 +70,7 @@ class WindowAttention(MultiHeadAttention):
     def relative_position_bias(self) -> torch.Tensor:
         """bias[h, i, j] = table[index[i, j], h]. Shapes: -> (H, N, N)"""
         N = self.window_size ** 2
-        bias = self.relative_position_bias_table[self.relative_position_index.flatten()]  # (N * N, H)
+        bias = F.embedding(self.relative_position_index.flatten(), self.relative_position_bias_table)  # (N * N, H)
         return bias.view(N, N, self.num_heads).permute(2, 0, 1)  # (N, N, H) -> (H, N, N)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
