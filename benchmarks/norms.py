@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/norms.py [--threads 2] [--repeats 30]
 
 Chapter 3 says RMSNorm does less work than LayerNorm (no mean, no subtraction) and that PyTorch's
-fused kernels beat a composition of elementwise ops. This measures both claims, forward + backward,
+fused kernels beat a composition of elementwise ops. The chapters derive the compositions
+(tinycore.layer_norm, tinycore.rms_norm); the modules tinycore.LayerNorm and tinycore.RMSNorm run
+PyTorch's kernels (F.layer_norm, F.rms_norm) in float32. This measures both claims, forward + backward,
 at two sizes, with every variant timed in interleaved rounds in one process so that they share the
 machine's state; it reports medians and ratios to nn.LayerNorm, never absolute claims.
 """
@@ -16,7 +18,7 @@ import torch
 from timing import interleaved_medians
 from torch import nn
 
-from tinycore import LayerNorm, RMSNorm
+from tinycore import LayerNorm, RMSNorm, layer_norm, rms_norm
 
 
 def main() -> None:
@@ -34,6 +36,10 @@ def main() -> None:
             "nn.RMSNorm": nn.RMSNorm(d, eps=1e-5),
             "tinycore.LayerNorm": LayerNorm(d),
             "tinycore.RMSNorm": RMSNorm(d),
+            # the chapters' compositions of elementwise ops, with a gain (and bias) as the modules have
+            "tinycore.layer_norm": lambda x, w=torch.ones(d, requires_grad=True), b=torch.zeros(d, requires_grad=True):
+                layer_norm(x, w, b),
+            "tinycore.rms_norm": lambda x, w=torch.ones(d, requires_grad=True): rms_norm(x, w),
         }
         x = torch.randn(shape, generator=gen).requires_grad_(True)
         grad = torch.randn(shape, generator=gen)

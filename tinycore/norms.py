@@ -155,7 +155,7 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_features(x, self.d_model, "RMSNorm")
-        if x.dtype in _KERNEL_DTYPES and self.p is None and self.bias is None:  # as nn.RMSNorm: faster
+        if x.dtype in _KERNEL_DTYPES and self.p is None and self.bias is None:  # what nn.RMSNorm runs
             return F.rms_norm(x, (self.d_model,), self.weight, self.eps)
         return rms_norm(x, self.weight, self.eps, self.p, self.bias)
 
