@@ -110,7 +110,8 @@ def generation_ratio(model: tc.TransformerLM, repeats: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="200 steps each: a smoke test, not a result")
+    parser.add_argument("--quick", action="store_true", help="20 steps each, short generation: a smoke test "
+                        "that the script runs (tests/test_benchmarks.py), not a result")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     text = tc.load_tiny_shakespeare()
@@ -119,7 +120,7 @@ def main() -> None:
     runs = variants(tokenizer.vocab_size)
     if args.quick:
         for run in runs:
-            run.config = replace(run.config, steps=200)
+            run.config = replace(run.config, steps=20)
     peak = matmul_peak_gflops()
     print(f"torch {torch.__version__}, {args.threads} threads; fp32 matmul peak {peak:.0f} GFLOP/s")
     state = train_side_by_side(runs, train, val)
@@ -145,10 +146,11 @@ def main() -> None:
             print(f"  {run.name}: final val {s['final']:.3f} after {s['seconds']:.0f} s "
                   f"(nanoGPT recipe: {base['final']:.3f} after {base['seconds']:.0f} s)")
     tc.set_seed(0)
-    long_context = tc.TransformerLM(tokenizer.vocab_size, 512, 256, 4, 4, tc.swiglu_hidden_size(256, 8))
+    context = 64 if args.quick else 512
+    long_context = tc.TransformerLM(tokenizer.vocab_size, context, 256, 4, 4, tc.swiglu_hidden_size(256, 8))
     for name, model in (("chapter 12 LLaMA-style, trained", runs[-1].model),
-                        ("untrained, D=256, context 512", long_context)):
-        medians = generation_ratio(model, repeats=3 if args.quick else 5)
+                        (f"untrained, D=256, context {context}", long_context)):
+        medians = generation_ratio(model, repeats=1 if args.quick else 5)
         print(f"\ngeneration of {model.config.context_length - 1} tokens, {name}: cached "
               f"{medians['cached'] * 1e3:.0f} ms, uncached {medians['uncached'] * 1e3:.0f} ms, "
               f"uncached / cached = {medians['uncached'] / medians['cached']:.1f}")

@@ -34,6 +34,22 @@ def assert_rejects(name, wrong, phrase):
     return message
 
 
+def assert_messages_hide(wrong, forbidden):
+    """No wrong answer's message quotes the reference: none of the `forbidden` strings appears."""
+    for name, wrongs in wrong.items():
+        for wrong_answer, _ in wrongs:
+            with pytest.raises(CheckFailed) as info:
+                getattr(checks, name)(wrong_answer)
+            message = str(info.value)
+            assert not [f for f in forbidden if f in message], message
+
+
+def assert_non_callables_explained(names):
+    for name in names:
+        with pytest.raises(CheckFailed, match="pass your function itself"):
+            getattr(checks, name)(None)
+
+
 def assert_tracebacks_hide_the_checker(name, wrong):
     """IPython skips frames whose locals set __tracebackhide__: the learner sees only their own code."""
     for answer in (stub, wrong):

@@ -5,7 +5,6 @@ import torch
 import torch.nn.functional as F
 
 from checker_harness import contract_tests
-from tinycore import checks
 from tinycore.checks import CheckFailed, debug
 
 

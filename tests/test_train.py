@@ -62,6 +62,22 @@ def test_muon_follows_the_schedule_and_learns():
     assert lrs == [0.5, 1.0]  # AdamW at the scheduled lr, Muon at lr * muon_lr / lr
 
 
+def test_the_combined_optimizer_state_has_every_parameter_once():
+    """Code that sizes optimizer memory (chapter 14) reads `.state` of whatever make_optimizer returns."""
+    torch.manual_seed(0)
+    model = TransformerLM(7, 16, 16, 1, 2, 32)
+    optimizer = make_optimizer(model, TrainConfig(optimizer="muon"))
+    assert optimizer.state == {}  # nothing before the first step
+    batch = lm_batches(torch.arange(200) % 7, 4, 16, "cpu")(torch.Generator().manual_seed(0))
+    train_step(model, optimizer, next_token_loss, batch, lr=1e-3)
+    adamw, muon = optimizer.optimizers
+    assert set(optimizer.state) == set(model.parameters())  # one entry per parameter, from either optimizer
+    for p in (q for g in muon.param_groups for q in g["params"]):
+        assert set(optimizer.state[p]) == {"momentum_buffer"} and optimizer.state[p]["momentum_buffer"].shape == p.shape
+    for p in (q for g in adamw.param_groups for q in g["params"]):
+        assert {"exp_avg", "exp_avg_sq"} <= set(optimizer.state[p])
+
+
 def test_an_unknown_optimizer_is_refused():
     with pytest.raises(ValueError, match="'adamw' or 'muon'"):
         TrainConfig(optimizer="sgd")

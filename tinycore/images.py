@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import math
-
 import torch
 import torch.nn.functional as F
 

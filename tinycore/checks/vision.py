@@ -10,7 +10,6 @@ that a swapped height and width or a (p1, p2, c) flattening cannot pass by coinc
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .core import Case, CheckFailed, Diagnosis, call_learner, check_function, compare, describe, fail, passed
