@@ -20,7 +20,7 @@ from ..ffn import SwiGLU
 from ..norms import RMSNorm
 from ..positions import RotaryEmbedding
 from ..train import TrainConfig, lr_at
-from .core import Case, CheckFailed, Diagnosis, call_learner, compare, compare_grads, describe, passed
+from .core import Case, CheckFailed, Diagnosis, call_learner, compare, compare_grads, describe, passed, require_callable
 
 __all__ = ["pre_norm_block", "post_norm_block", "warmup_cosine_lr"]
 
@@ -92,8 +92,7 @@ def _post_norm(x, ln1, attn, ln2, ffn):
 
 def _check_block(name: str, fn, norm_first: bool, hint: str, diagnoses: list[Diagnosis]) -> None:
     __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
-    if not callable(fn):
-        raise CheckFailed(f"pass your function itself to the checker, e.g. checks.{name}({name}); got {describe(fn)}")
+    require_callable(fn, name)
     equations = _pre_norm if norm_first else _post_norm
     pairs = _block_cases(norm_first, seed=90 if norm_first else 91)
     for case, layer in pairs:
@@ -218,8 +217,7 @@ def warmup_cosine_lr(fn) -> None:
     """fn(step, max_lr, warmup_steps, total_steps, min_lr) -> float, as tinycore.lr_at."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
     name = "warmup_cosine_lr"
-    if not callable(fn):
-        raise CheckFailed(f"pass your function itself to the checker, e.g. checks.{name}({name}); got {describe(fn)}")
+    require_callable(fn, name)
     hint = ("for step < warmup_steps: max_lr * (step + 1) / warmup_steps; afterwards "
             "min_lr + (max_lr - min_lr) * (1 + cos(pi * progress)) / 2 with progress = "
             "(step - warmup_steps) / (total_steps - warmup_steps), capped at 1.")

@@ -53,6 +53,13 @@ def fail(message: str, case: Case, hint: str) -> CheckFailed:
     return CheckFailed(f"{message}\n  on input: {case.label}\n  Hint: {hint}")
 
 
+def require_callable(fn, name: str) -> None:
+    """A learner who passes `f()` (its result) or nothing instead of `f` is told so before any case runs."""
+    __tracebackhide__ = True
+    if not callable(fn):
+        raise CheckFailed(f"pass your function itself to the checker, e.g. checks.{name}({name}); got {describe(fn)}")
+
+
 def call_learner(fn: Callable, name: str, case: Case, hint: str = ""):
     """Run the learner's `fn` on one case, turning any error but NotImplementedError into advice."""
     __tracebackhide__ = True
@@ -155,8 +162,7 @@ def check_function(
     returns the output to compare (possibly converted, e.g. an acceptable float64 to float32).
     """
     __tracebackhide__ = True
-    if not callable(fn):
-        raise CheckFailed(f"pass your function itself to the checker, e.g. checks.{name}({name}); got {describe(fn)}")
+    require_callable(fn, name)
     for case in cases:
         ref_args, learner_args = _fresh(case.args, grad), _fresh(case.args, grad)
         want = reference(*ref_args, **case.kwargs)

@@ -20,7 +20,7 @@ from torch import nn
 from ..attention import MultiHeadSelfAttention, split_heads
 from ..bugs import CacheWithoutOffsetAttention, OffByOneMaskAttention, SequenceLayerNorm, SqrtDModelAttention, swap_in
 from ..lm import TransformerLM
-from .core import CheckFailed, describe
+from .core import CheckFailed, describe, require_callable
 
 __all__ = ["causality_test", "kv_cache_consistency_test", "attention_scale_test"]
 
@@ -69,8 +69,7 @@ class _Bidirectional(_PrefixMean):
 def _expect(name: str, fn: Callable, zoo: list[Specimen], call: Callable, hint: str) -> None:
     """Run the learner's test on every specimen; raise CheckFailed at the first misjudged one."""
     __tracebackhide__ = True
-    if not callable(fn):
-        raise CheckFailed(f"pass your function itself to the checker, e.g. checks.{name}({name}); got {describe(fn)}")
+    require_callable(fn, name)
     for specimen in zoo:
         try:
             verdict = call(fn, specimen.build())

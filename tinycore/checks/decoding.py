@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import (Case, CheckFailed, Diagnosis, call_learner, check_function, compare, compare_grads, describe, fail,
-                   passed)
+                   passed, require_callable)
 
 __all__ = ["cached_attention_step", "top_p_filter", "cached_greedy_decode"]
 
@@ -72,8 +72,7 @@ def cached_attention_step(fn) -> None:
     """fn(q_new (B,H,t,Dh), k_cache, v_cache (B,H,S,Dh), k_new, v_new (B,H,t,Dh)) -> (out (B,H,t,Dh), k_all, v_all)."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
     name = "cached_attention_step"
-    if not callable(fn):
-        raise CheckFailed(f"pass your function itself to the checker, e.g. checks.{name}({name}); got {describe(fn)}")
+    require_callable(fn, name)
     hint = ("append the new keys and values after the cached ones along the token axis (dim 2), then let the new "
             "queries attend over all S + t keys, scaled by 1/sqrt(Dh); new query i sits at position S + i, so it "
             "may see keys 0 .. S + i.")
@@ -318,8 +317,7 @@ def cached_greedy_decode(fn) -> None:
     """fn(model, token_ids (B, T), max_new_tokens) -> (B, T + max_new_tokens), greedy, with one KV cache."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
     name = "cached_greedy_decode"
-    if not callable(fn):
-        raise CheckFailed(f"pass your function itself to the checker, e.g. checks.{name}({name}); got {describe(fn)}")
+    require_callable(fn, name)
     hint = ("make one cache (model.make_cache(B)); run the whole prompt through model(ids, cache=cache) once; then, "
             "max_new_tokens times: take the argmax of the last position's logits, append it to the output, and feed "
             "just that token (shape (B, 1)) with the same cache.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .core import Case, CheckFailed, Diagnosis, call_learner, check_function, compare, describe, fail, passed
+from .core import Case, CheckFailed, Diagnosis, call_learner, check_function, compare, fail, passed, require_callable
 
 __all__ = ["causal_lm_loss", "temperature_probs", "top_k_filter"]
 
@@ -191,9 +191,7 @@ def top_k_filter(fn) -> None:
         Diagnosis(lambda lg, k: torch.softmax(_top_k_loop(lg, k), dim=-1),
                   "you returned probabilities; return the filtered logits (the softmax comes later, when sampling)."),
     ]
-    if not callable(fn):
-        raise CheckFailed(f"pass your function itself to the checker, e.g. checks.top_k_filter(top_k_filter); "
-                          f"got {describe(fn)}")
+    require_callable(fn, "top_k_filter")
     for case in cases:
         logits = case.args[0].clone()  # the learner's private copy
         want = _top_k_loop(*case.args)

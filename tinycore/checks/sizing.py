@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .. import sizing
 from ..attention import MultiHeadSelfAttention
 from ..lm import LMConfig, TransformerLM, gpt_config
-from .core import Case, CheckFailed, Diagnosis, call_learner, describe, fail, passed
+from .core import Case, Diagnosis, call_learner, describe, fail, passed, require_callable
 
 __all__ = ["attention_params", "lm_params", "kv_cache_bytes", "flops_per_token"]
 
@@ -61,8 +61,7 @@ def _whole_number(name: str, got, case: Case) -> int:
 def _check_counts(name: str, fn, cases, *, unit: str, hint: str, diagnoses=()) -> None:
     """Compare fn(*case.args) with the formula `want` and the meta-device measurement on every case."""
     __tracebackhide__ = True
-    if not callable(fn):
-        raise CheckFailed(f"pass your function itself to the checker, e.g. checks.{name}({name}); got {describe(fn)}")
+    require_callable(fn, name)
     for case, want, measured in cases:
         if want != measured:  # the two references disagree: a bug in tinycore, not in the learner's code
             raise RuntimeError(f"checks.{name}: tinycore.sizing gives {want:,} but the model measures {measured:,}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .core import Case, CheckFailed, Diagnosis, call_learner, check_function, compare, describe, fail, passed
+from .core import Case, Diagnosis, call_learner, check_function, compare, describe, fail, passed, require_callable
 
 __all__ = ["patchify", "patch_embed_from_conv", "prepend_cls"]
 
@@ -102,8 +102,7 @@ def patch_embed_from_conv(fn) -> None:
     """fn(conv: nn.Conv2d(C, D, p, stride=p)) -> a Linear(C p p, D) with linear(patchify(x)) == conv(x) as tokens."""
     __tracebackhide__ = True  # IPython and pytest hide this frame: a learner sees their code, not the reference
     name = "patch_embed_from_conv"
-    if not callable(fn):
-        raise CheckFailed(f"pass your function itself to the checker, e.g. checks.{name}({name}); got {describe(fn)}")
+    require_callable(fn, name)
     hint = ("a Linear stores its weight as (out, in) = (D, C p p): flatten each filter (D, C, p, p) in the same "
             "(c, p1, p2) order patchify uses, and keep the convolution's bias.")
     cases = _conv_cases()
